@@ -1,0 +1,5 @@
+"""Tessera: event booking whose rules live in PostgreSQL."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

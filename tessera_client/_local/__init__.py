@@ -1,0 +1,1 @@
+"""Local development stack: a Supabase-compatible PostgreSQL without Docker."""

