@@ -1,0 +1,1097 @@
+-- Tessera booking core, part 2: the rules, as functions.
+--
+-- LOCK ORDER (every function below takes locks in this order, never the reverse, so
+-- concurrent book / cancel / claim / capacity changes / expiry cannot deadlock):
+--   1. idempotency key      pg_advisory_xact_lock(idempotency key of the user)
+--   2. event                pg_advisory_xact_lock_shared(event)  -- book_event only
+--                           pg_advisory_xact_lock(event)         -- everything that frees seats
+--                                                                   or changes the event
+--   3. user on the event    pg_advisory_xact_lock(user, event)   -- book_event only
+--   4. seat blocks          one block FOR UPDATE SKIP LOCKED, or all blocks in block order
+--   5. tessera.event_queues row of the event
+--   6. booking rows
+-- Several events (expire_offers) are locked in event id order.
+--
+-- Why a shared event lock: bookings that find a free seat only ever TAKE seats, so any
+-- number of them may run at once, each on its own seat block. Freeing seats (cancel,
+-- expiry, capacity change) must not interleave with a booker deciding the event is full
+-- and joining the waitlist, so those take the lock exclusively. Joining the waitlist holds
+-- every seat block, which serialises joins with each other and with takers of the last seats.
+--
+-- Errors: see the SQLSTATE table in README.md (TS001..TS009, 22023, 42501).
+
+-- ===========================================================================================
+-- Result type shared by book_event, cancel_booking and claim_offer
+-- ===========================================================================================
+create type public.booking_result as (
+    booking_id uuid,
+    event_id uuid,
+    user_id uuid,
+    status text,
+    seats integer,
+    waitlist_position integer,
+    offer_expires_at timestamptz,
+    created_at timestamptz
+);
+
+create type public.event_availability_result as (
+    event_id uuid,
+    capacity integer,
+    seats_confirmed integer,
+    seats_offered integer,
+    seats_available integer,
+    waitlist_count integer,
+    waitlist_seats integer,
+    status text,
+    last_seq bigint
+);
+
+-- ===========================================================================================
+-- Identity helpers
+-- ===========================================================================================
+
+-- The API role of the caller: the role PostgREST switched to, or the login role.
+-- (current_user is the function owner inside SECURITY DEFINER functions.)
+create function tessera.caller_role() returns text
+language sql stable
+set search_path = ''
+as $$
+    select coalesce(nullif(current_setting('role', true), 'none'), session_user)::text
+$$;
+
+-- Operators: service_role, or a direct database login that is not an API role.
+create function tessera.is_service() returns boolean
+language sql stable
+set search_path = ''
+as $$
+    select tessera.caller_role() not in ('anon', 'authenticated', 'authenticator')
+$$;
+
+-- The signed-in user, or 42501.
+create function tessera.require_user() returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_user uuid;
+begin
+    if tessera.caller_role() = 'anon' then
+        v_user := null;
+    else
+        begin
+            v_user := auth.uid();
+        exception when invalid_text_representation then
+            v_user := null;
+        end;
+    end if;
+    if v_user is null then
+        raise exception using
+            errcode = '42501',
+            message = 'not signed in',
+            hint = 'Call this as a signed-in user (a JWT with a sub claim).';
+    end if;
+    return v_user;
+end
+$$;
+
+-- The caller's user id if signed in, else null (never raises).
+create function tessera.current_user_id() returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    if tessera.caller_role() = 'anon' then
+        return null;
+    end if;
+    return auth.uid();
+exception when invalid_text_representation then
+    return null;
+end
+$$;
+
+create function tessera.can_manage_event(p_event public.events) returns boolean
+language sql stable
+set search_path = ''
+as $$
+    select tessera.is_service() or p_event.organizer_id = tessera.current_user_id()
+$$;
+
+-- An event the caller may see (published or cancelled: anyone; draft: its organizer), or TS001.
+create function tessera.visible_event(p_event_id uuid) returns public.events
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_event public.events;
+begin
+    select * into v_event from public.events as e where e.id = p_event_id;
+    if not found or (v_event.status = 'draft' and not tessera.can_manage_event(v_event)) then
+        raise exception using
+            errcode = 'TS001',
+            message = 'event not found',
+            detail = format('event_id=%s', coalesce(p_event_id::text, 'null'));
+    end if;
+    return v_event;
+end
+$$;
+
+-- An event the caller organizes (or any, for service), or TS001 / 42501.
+create function tessera.managed_event(p_event_id uuid) returns public.events
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_event public.events := tessera.visible_event(p_event_id);
+begin
+    if not tessera.can_manage_event(v_event) then
+        raise exception using
+            errcode = '42501',
+            message = 'only the organizer may change this event',
+            detail = format('event_id=%s', p_event_id);
+    end if;
+    return v_event;
+end
+$$;
+
+-- ===========================================================================================
+-- Locks (see LOCK ORDER above)
+-- ===========================================================================================
+create function tessera.event_lock_key(p_event_id uuid) returns bigint
+language sql immutable
+set search_path = ''
+as $$
+    select pg_catalog.hashtextextended('tessera.event:' || p_event_id::text, 0)
+$$;
+
+create function tessera.lock_event_shared(p_event_id uuid) returns void
+language sql
+set search_path = ''
+as $$
+    select pg_catalog.pg_advisory_xact_lock_shared(tessera.event_lock_key(p_event_id))
+$$;
+
+create function tessera.lock_event_exclusive(p_event_id uuid) returns void
+language sql
+set search_path = ''
+as $$
+    select pg_catalog.pg_advisory_xact_lock(tessera.event_lock_key(p_event_id))
+$$;
+
+create function tessera.lock_all_blocks(p_event_id uuid) returns void
+language sql
+set search_path = ''
+as $$
+    select null::void from (
+        select 1 from tessera.seat_blocks as sb
+        where sb.event_id = p_event_id
+        order by sb.block
+        for update
+    ) as locked
+$$;
+
+-- ===========================================================================================
+-- Seat blocks
+-- ===========================================================================================
+
+-- How many blocks an event of this capacity gets: enough to spread 100+ concurrent bookers,
+-- few enough that a block still holds a typical party.
+create function tessera.block_count(p_capacity integer) returns integer
+language sql immutable
+set search_path = ''
+as $$
+    select greatest(1, least(64, p_capacity / 8))
+$$;
+
+-- (Re)distribute capacity and already taken seats evenly over the blocks.
+-- Caller holds the event's exclusive lock (or has just created the event).
+create function tessera.layout_blocks(p_event_id uuid, p_capacity integer, p_taken integer)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_blocks integer := tessera.block_count(p_capacity);
+begin
+    delete from tessera.seat_blocks as sb where sb.event_id = p_event_id;
+    insert into tessera.seat_blocks (event_id, block, capacity, taken)
+    select
+        p_event_id,
+        i,
+        p_capacity / v_blocks + (i < p_capacity % v_blocks)::integer,
+        p_taken / v_blocks + (i < p_taken % v_blocks)::integer
+    from generate_series(0, v_blocks - 1) as i;
+end
+$$;
+
+create function tessera.free_seats(p_event_id uuid) returns integer
+language sql stable
+set search_path = ''
+as $$
+    select coalesce(sum(sb.capacity - sb.taken), 0)::integer
+    from tessera.seat_blocks as sb where sb.event_id = p_event_id
+$$;
+
+-- Take p_seats from blocks in block order. Caller holds every block lock and has checked
+-- that enough seats are free.
+create function tessera.take_seats_spanning(p_event_id uuid, p_seats integer) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_left integer := p_seats;
+    v_block record;
+    v_take integer;
+begin
+    for v_block in
+        select sb.block, sb.capacity - sb.taken as room from tessera.seat_blocks as sb
+        where sb.event_id = p_event_id and sb.taken < sb.capacity
+        order by sb.block
+    loop
+        exit when v_left = 0;
+        v_take := least(v_left, v_block.room);
+        update tessera.seat_blocks as sb set taken = sb.taken + v_take
+        where sb.event_id = p_event_id and sb.block = v_block.block;
+        v_left := v_left - v_take;
+    end loop;
+    if v_left > 0 then
+        raise exception using errcode = 'XX000', message = 'tessera: seat accounting broken';
+    end if;
+end
+$$;
+
+-- Give p_seats back. Caller holds the event's exclusive lock.
+create function tessera.release_seats(p_event_id uuid, p_seats integer) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_left integer := p_seats;
+    v_block record;
+    v_give integer;
+begin
+    for v_block in
+        select sb.block, sb.taken from tessera.seat_blocks as sb
+        where sb.event_id = p_event_id and sb.taken > 0
+        order by sb.block
+        for update
+    loop
+        exit when v_left = 0;
+        v_give := least(v_left, v_block.taken);
+        update tessera.seat_blocks as sb set taken = sb.taken - v_give
+        where sb.event_id = p_event_id and sb.block = v_block.block;
+        v_left := v_left - v_give;
+    end loop;
+    if v_left > 0 then
+        raise exception using errcode = 'XX000', message = 'tessera: seat accounting broken';
+    end if;
+end
+$$;
+
+-- ===========================================================================================
+-- Ledger
+-- ===========================================================================================
+
+-- Entries with seq below this are final: every transaction that could still add one with
+-- a smaller seq has ended. Readers never look at or above it.
+create function tessera.ledger_horizon() returns bigint
+language sql stable
+set search_path = ''
+as $$
+    select (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint) << 24
+$$;
+
+create function tessera.next_ledger_seq() returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_n integer := coalesce(nullif(current_setting('tessera.ledger_n', true), ''), '0')::integer + 1;
+begin
+    if v_n >= 16777216 then
+        raise exception using errcode = '54000', message = 'too many ledger entries in one transaction';
+    end if;
+    perform set_config('tessera.ledger_n', v_n::text, true);
+    return (pg_catalog.pg_current_xact_id()::text::bigint << 24) + v_n;
+end
+$$;
+
+-- Append one entry describing the state right after a change.
+create function tessera.record(
+    p_kind text,
+    p_event_id uuid,
+    p_booking public.bookings default null,
+    p_waitlist_position integer default null,
+    p_detail jsonb default '{}'::jsonb
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_seq bigint := tessera.next_ledger_seq();
+    v_waiting integer;
+    v_status text;
+begin
+    select q.waiting_count into v_waiting from tessera.event_queues as q
+    where q.event_id = p_event_id;
+    select e.status into v_status from public.events as e where e.id = p_event_id;
+    insert into public.ledger (
+        seq, event_id, booking_id, user_id, actor_id, kind, status, seats,
+        waitlist_position, offer_expires_at, seats_available, waitlist_count, event_status, detail
+    ) values (
+        v_seq, p_event_id, p_booking.id, p_booking.user_id, tessera.current_user_id(), p_kind,
+        p_booking.status, p_booking.seats, p_waitlist_position, p_booking.offer_expires_at,
+        tessera.free_seats(p_event_id), coalesce(v_waiting, 0), v_status, p_detail
+    );
+    return v_seq;
+end
+$$;
+
+-- ===========================================================================================
+-- Waitlist
+-- ===========================================================================================
+create function tessera.position_of(p_booking public.bookings) returns integer
+language sql stable
+set search_path = ''
+as $$
+    select case when p_booking.status = 'waitlisted' then (
+        select count(*)::integer from public.bookings as b
+        where b.event_id = p_booking.event_id
+          and b.status = 'waitlisted'
+          and b.queue_ticket <= p_booking.queue_ticket
+    ) end
+$$;
+
+create function tessera.to_result(p_booking public.bookings, p_position integer default null)
+returns public.booking_result
+language sql stable
+set search_path = ''
+as $$
+    select row(
+        p_booking.id, p_booking.event_id, p_booking.user_id, p_booking.status, p_booking.seats,
+        coalesce(p_position, tessera.position_of(p_booking)), p_booking.offer_expires_at,
+        p_booking.created_at
+    )::public.booking_result
+$$;
+
+-- The next waiting booking that may be promoted into p_free seats, or null.
+-- strict: only the head of the queue; first_fit: the oldest party that fits.
+create function tessera.next_to_promote(p_event public.events, p_free integer)
+returns public.bookings
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_next public.bookings;
+begin
+    if p_event.waitlist_policy = 'strict' then
+        select * into v_next from public.bookings as b
+        where b.event_id = p_event.id and b.status = 'waitlisted'
+        order by b.queue_ticket limit 1;
+        if found and v_next.seats <= p_free then
+            return v_next;
+        end if;
+        return null;
+    end if;
+    -- first_fit: the oldest of each party size (a loose index scan over seat counts).
+    with recursive sizes as (
+        select min(b.seats) as s from public.bookings as b
+        where b.event_id = p_event.id and b.status = 'waitlisted'
+        union all
+        select (
+            select min(b.seats) from public.bookings as b
+            where b.event_id = p_event.id and b.status = 'waitlisted' and b.seats > sizes.s
+        ) from sizes where sizes.s < p_free
+    )
+    select oldest.* into v_next
+    from sizes
+    cross join lateral (
+        select * from public.bookings as b
+        where b.event_id = p_event.id and b.status = 'waitlisted' and b.seats = sizes.s
+        order by b.queue_ticket limit 1
+    ) as oldest
+    where sizes.s <= p_free
+    order by oldest.queue_ticket
+    limit 1;
+    if found then
+        return v_next;
+    end if;
+    return null;
+end
+$$;
+
+-- Hand free seats to the waitlist until nobody else fits (rule 2, rule 3).
+-- Caller holds the event's exclusive lock, or its shared lock plus every seat block.
+create function tessera.promote_waiting(p_event_id uuid) returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_event public.events;
+    v_next public.bookings;
+    v_free integer;
+    v_promoted integer := 0;
+begin
+    select * into v_event from public.events as e where e.id = p_event_id;
+    if v_event.status <> 'published' then
+        return 0;
+    end if;
+    perform tessera.lock_all_blocks(p_event_id);
+    loop
+        v_free := tessera.free_seats(p_event_id);
+        exit when v_free <= 0;
+        v_next := tessera.next_to_promote(v_event, v_free);
+        exit when v_next.id is null;
+
+        perform tessera.take_seats_spanning(p_event_id, v_next.seats);
+        if v_event.promotion_mode = 'auto' then
+            update public.bookings as b
+            set status = 'confirmed', confirmed_at = now(), updated_at = now()
+            where b.id = v_next.id
+            returning * into v_next;
+            update tessera.event_queues as q
+            set waiting_count = q.waiting_count - 1, waiting_seats = q.waiting_seats - v_next.seats
+            where q.event_id = p_event_id;
+            perform tessera.record('promoted', p_event_id, v_next);
+        else
+            update public.bookings as b
+            set status = 'offered', offered_at = now(),
+                offer_expires_at = now() + v_event.offer_ttl, updated_at = now()
+            where b.id = v_next.id
+            returning * into v_next;
+            update tessera.event_queues as q
+            set waiting_count = q.waiting_count - 1,
+                waiting_seats = q.waiting_seats - v_next.seats,
+                offered_count = q.offered_count + 1,
+                offered_seats = q.offered_seats + v_next.seats
+            where q.event_id = p_event_id;
+            perform tessera.record('offered', p_event_id, v_next);
+        end if;
+        v_promoted := v_promoted + 1;
+    end loop;
+    return v_promoted;
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: create_event
+-- ===========================================================================================
+create function public.create_event(
+    title text,
+    capacity integer,
+    starts_at timestamptz,
+    ends_at timestamptz default null,
+    description text default null,
+    venue text default null,
+    max_seats_per_booking integer default 10,
+    waitlist_enabled boolean default true,
+    waitlist_limit integer default null,
+    waitlist_policy text default 'strict',
+    promotion_mode text default 'auto',
+    offer_ttl interval default interval '24 hours',
+    sales_open_at timestamptz default null,
+    sales_close_at timestamptz default null,
+    publish boolean default true
+) returns public.events
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_user uuid := tessera.require_user();
+    v_event public.events;
+    v_problem text;
+begin
+    v_problem := case
+        when title is null or char_length(title) not between 1 and 200
+            then 'title must be 1 to 200 characters'
+        when char_length(description) > 10000 then 'description must be at most 10000 characters'
+        when char_length(venue) > 500 then 'venue must be at most 500 characters'
+        when capacity is null or capacity not between 1 and 1000000
+            then 'capacity must be between 1 and 1000000'
+        when starts_at is null then 'starts_at is required'
+        when ends_at < starts_at then 'ends_at must not be before starts_at'
+        when max_seats_per_booking is null or max_seats_per_booking not between 1 and 1000
+            then 'max_seats_per_booking must be between 1 and 1000'
+        when waitlist_limit not between 0 and 10000000
+            then 'waitlist_limit must be between 0 and 10000000'
+        when waitlist_policy is null or waitlist_policy not in ('strict', 'first_fit')
+            then 'waitlist_policy must be strict or first_fit'
+        when promotion_mode is null or promotion_mode not in ('auto', 'offer')
+            then 'promotion_mode must be auto or offer'
+        when offer_ttl is null or offer_ttl not between interval '1 minute' and interval '30 days'
+            then 'offer_ttl must be between 1 minute and 30 days'
+        when coalesce(sales_close_at, starts_at) <= coalesce(sales_open_at, now())
+            then 'the sales window must close after it opens'
+    end;
+    if v_problem is not null then
+        raise exception using errcode = '22023', message = v_problem;
+    end if;
+
+    insert into public.events as e (
+        organizer_id, title, description, venue, starts_at, ends_at, capacity,
+        max_seats_per_booking, status, sales_open_at, sales_close_at, waitlist_enabled,
+        waitlist_limit, waitlist_policy, promotion_mode, offer_ttl, published_at
+    ) values (
+        v_user, title, description, venue, starts_at, ends_at, capacity,
+        max_seats_per_booking, case when coalesce(publish, true) then 'published' else 'draft' end,
+        coalesce(sales_open_at, now()), coalesce(sales_close_at, starts_at),
+        coalesce(waitlist_enabled, true), waitlist_limit, waitlist_policy, promotion_mode,
+        offer_ttl, case when coalesce(publish, true) then now() end
+    ) returning * into v_event;
+
+    perform tessera.layout_blocks(v_event.id, v_event.capacity, 0);
+    insert into tessera.event_queues (event_id) values (v_event.id);
+    if v_event.status = 'published' then
+        perform tessera.record('event_published', v_event.id);
+    end if;
+    return v_event;
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: book_event
+-- ===========================================================================================
+create function public.book_event(
+    event_id uuid, seats integer default 1, idempotency_key text default null
+) returns public.booking_result
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_user uuid := tessera.require_user();
+    v_event public.events;
+    v_booking public.bookings;
+    v_block integer;
+    v_waiting integer;
+    v_position integer;
+    v_start integer := floor(random() * 64)::integer;  -- spreads bookers over the blocks
+begin
+    if idempotency_key is not null and char_length(idempotency_key) not between 1 and 200 then
+        raise exception using errcode = '22023', message = 'idempotency_key must be 1 to 200 characters';
+    end if;
+
+    -- 1. A retry with the same key returns the original booking and does nothing else.
+    if idempotency_key is not null then
+        perform pg_catalog.pg_advisory_xact_lock(
+            pg_catalog.hashtextextended('tessera.idem:' || v_user::text || ':' || idempotency_key, 0)
+        );
+        select * into v_booking from public.bookings as b
+        where b.user_id = v_user and b.idempotency_key = book_event.idempotency_key;
+        if found then
+            return tessera.to_result(v_booking);
+        end if;
+    end if;
+
+    -- 2. Shared event lock: many bookers at once; cancellations and capacity changes wait.
+    v_event := tessera.visible_event(event_id);
+    perform tessera.lock_event_shared(event_id);
+    select * into v_event from public.events as e where e.id = event_id;  -- fresh under lock
+
+    if v_event.status <> 'published' or now() < v_event.sales_open_at
+        or now() >= v_event.sales_close_at then
+        raise exception using
+            errcode = 'TS003',
+            message = 'sales are closed for this event',
+            detail = format('event_id=%s status=%s', event_id, v_event.status),
+            hint = case
+                when v_event.status = 'published' and now() < v_event.sales_open_at
+                    then format('Sales open at %s.', v_event.sales_open_at)
+                when v_event.status = 'draft' then 'The event is not published yet.'
+                else 'Sales for this event have ended.'
+            end;
+    end if;
+    if seats is null or seats < 1 or seats > v_event.max_seats_per_booking then
+        raise exception using
+            errcode = 'TS004',
+            message = format('seats must be between 1 and %s', v_event.max_seats_per_booking),
+            detail = format('seats=%s', coalesce(seats::text, 'null'));
+    end if;
+
+    -- 3. One active booking per user per event.
+    perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended('tessera.user:' || v_user::text || ':' || event_id::text, 0)
+    );
+    select * into v_booking from public.bookings as b
+    where b.event_id = book_event.event_id and b.user_id = v_user
+      and b.status in ('confirmed', 'waitlisted', 'offered');
+    if found then
+        raise exception using
+            errcode = 'TS005',
+            message = 'you already have an active booking for this event',
+            detail = format('booking_id=%s status=%s', v_booking.id, v_booking.status),
+            hint = 'Cancel the existing booking first.';
+    end if;
+
+    -- 4a. Fast path: nobody waiting, and a block with room that no one else holds right now.
+    select q.waiting_count into v_waiting from tessera.event_queues as q
+    where q.event_id = book_event.event_id;
+    if v_waiting = 0 then
+        update tessera.seat_blocks as sb set taken = sb.taken + seats
+        where sb.event_id = book_event.event_id and sb.block = (
+            select free.block from tessera.seat_blocks as free
+            where free.event_id = book_event.event_id and free.capacity - free.taken >= seats
+            order by (free.block + v_start) % 64
+            limit 1
+            for update skip locked
+        )
+        returning sb.block into v_block;
+        if v_block is not null then
+            -- A waitlist join that committed before we locked the block wins: re-check.
+            select q.waiting_count into v_waiting from tessera.event_queues as q
+            where q.event_id = book_event.event_id;
+            if v_waiting > 0 then
+                update tessera.seat_blocks as sb set taken = sb.taken - seats
+                where sb.event_id = book_event.event_id and sb.block = v_block;
+                v_block := null;
+            end if;
+        end if;
+    end if;
+
+    -- 4b. Slow path: wait for every block, then decide with the whole event in view.
+    if v_block is null then
+        perform tessera.lock_all_blocks(event_id);
+        select q.waiting_count into v_waiting from tessera.event_queues as q
+        where q.event_id = book_event.event_id
+        for update;
+        if v_waiting = 0 and tessera.free_seats(event_id) >= seats then
+            perform tessera.take_seats_spanning(event_id, seats);
+            v_block := -1;
+        end if;
+    end if;
+
+    if v_block is not null then
+        insert into public.bookings as b (
+            event_id, user_id, seats, status, idempotency_key, confirmed_at
+        ) values (event_id, v_user, seats, 'confirmed', idempotency_key, now())
+        returning * into v_booking;
+        perform tessera.record('booked', event_id, v_booking);
+        return tessera.to_result(v_booking);
+    end if;
+
+    -- 5. Full (or people are waiting): join the waitlist, holding every block.
+    if not v_event.waitlist_enabled or v_waiting >= v_event.waitlist_limit then
+        raise exception using
+            errcode = 'TS006',
+            message = case when v_event.waitlist_enabled then 'sold out and the waitlist is full'
+                else 'sold out' end,
+            detail = format('event_id=%s seats_available=%s waitlist_count=%s',
+                event_id, tessera.free_seats(event_id), v_waiting);
+    end if;
+    insert into public.bookings as b (
+        event_id, user_id, seats, status, queue_ticket, idempotency_key, waitlisted_at
+    ) values (
+        event_id, v_user, seats, 'waitlisted', nextval('tessera.queue_tickets'),
+        idempotency_key, now()
+    ) returning * into v_booking;
+    update tessera.event_queues as q
+    set waiting_count = q.waiting_count + 1, waiting_seats = q.waiting_seats + seats
+    where q.event_id = book_event.event_id;
+    -- Joins are serialised by the block locks, so the newest ticket is last in line.
+    v_position := v_waiting + 1;
+    perform tessera.record('waitlisted', event_id, v_booking, v_position);
+    -- first_fit may seat this party at once if it fits where the head does not.
+    if v_event.waitlist_policy = 'first_fit' and tessera.promote_waiting(event_id) > 0 then
+        select * into v_booking from public.bookings as b where b.id = v_booking.id;
+        return tessera.to_result(v_booking);
+    end if;
+    return tessera.to_result(v_booking, v_position);
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: cancel_booking
+-- ===========================================================================================
+
+-- The caller's own booking (any booking, for service), or TS002.
+create function tessera.own_booking(p_booking_id uuid) returns public.bookings
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_booking public.bookings;
+begin
+    select * into v_booking from public.bookings as b where b.id = p_booking_id;
+    if not found or not (tessera.is_service() or v_booking.user_id = tessera.current_user_id()) then
+        raise exception using
+            errcode = 'TS002',
+            message = 'booking not found',
+            detail = format('booking_id=%s', coalesce(p_booking_id::text, 'null'));
+    end if;
+    return v_booking;
+end
+$$;
+
+create function public.cancel_booking(booking_id uuid) returns public.booking_result
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_booking public.bookings;
+    v_before text;
+begin
+    if not tessera.is_service() then
+        perform tessera.require_user();
+    end if;
+    v_booking := tessera.own_booking(booking_id);
+    perform tessera.lock_event_exclusive(v_booking.event_id);
+    select * into v_booking from public.bookings as b where b.id = booking_id for update;
+    v_before := v_booking.status;
+    if v_before not in ('confirmed', 'waitlisted', 'offered') then
+        raise exception using
+            errcode = 'TS007',
+            message = format('a %s booking cannot be cancelled', v_before),
+            detail = format('booking_id=%s status=%s', booking_id, v_before);
+    end if;
+
+    if v_before in ('confirmed', 'offered') then
+        perform tessera.release_seats(v_booking.event_id, v_booking.seats);
+    end if;
+    update tessera.event_queues as q set
+        waiting_count = q.waiting_count - (v_before = 'waitlisted')::integer,
+        waiting_seats = q.waiting_seats - case when v_before = 'waitlisted' then v_booking.seats else 0 end,
+        offered_count = q.offered_count - (v_before = 'offered')::integer,
+        offered_seats = q.offered_seats - case when v_before = 'offered' then v_booking.seats else 0 end
+    where q.event_id = v_booking.event_id;
+    update public.bookings as b
+    set status = 'cancelled', cancelled_at = now(), updated_at = now()
+    where b.id = booking_id
+    returning * into v_booking;
+    perform tessera.record('cancelled', v_booking.event_id, v_booking, null,
+        jsonb_build_object('previous_status', v_before));
+    perform tessera.promote_waiting(v_booking.event_id);
+    return tessera.to_result(v_booking);
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: claim_offer
+-- ===========================================================================================
+create function public.claim_offer(booking_id uuid) returns public.booking_result
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_booking public.bookings;
+begin
+    perform tessera.require_user();
+    v_booking := tessera.own_booking(booking_id);
+    perform tessera.lock_event_exclusive(v_booking.event_id);
+    select * into v_booking from public.bookings as b where b.id = booking_id for update;
+    if v_booking.status <> 'offered' or v_booking.offer_expires_at <= now() then
+        raise exception using
+            errcode = 'TS007',
+            message = case when v_booking.status = 'offered' then 'the offer has expired'
+                else format('a %s booking has no offer to claim', v_booking.status) end,
+            detail = format('booking_id=%s status=%s', booking_id, v_booking.status);
+    end if;
+    update public.bookings as b
+    set status = 'confirmed', confirmed_at = now(), updated_at = now()
+    where b.id = booking_id
+    returning * into v_booking;
+    update tessera.event_queues as q
+    set offered_count = q.offered_count - 1, offered_seats = q.offered_seats - v_booking.seats
+    where q.event_id = v_booking.event_id;
+    perform tessera.record('claimed', v_booking.event_id, v_booking);
+    return tessera.to_result(v_booking);
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: expire_offers (service_role; scheduled by pg_cron where available)
+-- ===========================================================================================
+create function public.expire_offers() returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_event_id uuid;
+    v_booking public.bookings;
+    v_expired integer := 0;
+begin
+    if not tessera.is_service() then
+        raise exception using errcode = '42501', message = 'only operators may expire offers';
+    end if;
+    for v_event_id in
+        select distinct b.event_id from public.bookings as b
+        where b.status = 'offered' and b.offer_expires_at <= now()
+        order by b.event_id
+    loop
+        perform tessera.lock_event_exclusive(v_event_id);
+        for v_booking in
+            select * from public.bookings as b
+            where b.event_id = v_event_id and b.status = 'offered' and b.offer_expires_at <= now()
+            order by b.offer_expires_at, b.queue_ticket
+            for update
+        loop
+            perform tessera.release_seats(v_event_id, v_booking.seats);
+            update tessera.event_queues as q
+            set offered_count = q.offered_count - 1, offered_seats = q.offered_seats - v_booking.seats
+            where q.event_id = v_event_id;
+            update public.bookings as b
+            set status = 'expired', expired_at = now(), updated_at = now()
+            where b.id = v_booking.id
+            returning * into v_booking;
+            perform tessera.record('offer_expired', v_event_id, v_booking);
+            v_expired := v_expired + 1;
+        end loop;
+        perform tessera.promote_waiting(v_event_id);
+    end loop;
+    return v_expired;
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: event_availability, waitlist_position
+-- ===========================================================================================
+create function public.event_availability(event_id uuid)
+returns public.event_availability_result
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_event public.events := tessera.visible_event(event_id);
+    v_queue tessera.event_queues;
+    v_taken integer;
+    v_last bigint;
+begin
+    select * into v_queue from tessera.event_queues as q where q.event_id = event_id;
+    select coalesce(sum(sb.taken), 0)::integer into v_taken
+    from tessera.seat_blocks as sb where sb.event_id = event_id;
+    select max(l.seq) into v_last from public.ledger as l
+    where l.event_id = event_id and l.seq < tessera.ledger_horizon();
+    return row(
+        event_id, v_event.capacity, v_taken - v_queue.offered_seats, v_queue.offered_seats,
+        case when v_event.status = 'published' then v_event.capacity - v_taken else 0 end,
+        v_queue.waiting_count, v_queue.waiting_seats, v_event.status, coalesce(v_last, 0)
+    )::public.event_availability_result;
+end
+$$;
+
+create function public.waitlist_position(booking_id uuid) returns integer
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_booking public.bookings;
+    v_event public.events;
+begin
+    select * into v_booking from public.bookings as b where b.id = booking_id;
+    if found and v_booking.user_id is distinct from tessera.current_user_id()
+        and not tessera.is_service() then
+        select * into v_event from public.events as e where e.id = v_booking.event_id;
+        if not tessera.can_manage_event(v_event) then
+            v_booking := null;
+        end if;
+    end if;
+    if v_booking.id is null then
+        raise exception using
+            errcode = 'TS002',
+            message = 'booking not found',
+            detail = format('booking_id=%s', coalesce(booking_id::text, 'null'));
+    end if;
+    return tessera.position_of(v_booking);
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: organizer actions
+-- ===========================================================================================
+create function public.set_event_capacity(event_id uuid, capacity integer)
+returns public.events
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_event public.events := tessera.managed_event(event_id);
+    v_taken integer;
+    v_old integer;
+begin
+    if capacity is null or capacity not between 1 and 1000000 then
+        raise exception using errcode = '22023', message = 'capacity must be between 1 and 1000000';
+    end if;
+    perform tessera.lock_event_exclusive(event_id);
+    select * into v_event from public.events as e where e.id = event_id for update;
+    if v_event.status = 'cancelled' then
+        raise exception using errcode = 'TS007', message = 'the event is cancelled',
+            detail = format('event_id=%s', event_id);
+    end if;
+    perform tessera.lock_all_blocks(event_id);
+    select coalesce(sum(sb.taken), 0)::integer into v_taken
+    from tessera.seat_blocks as sb where sb.event_id = event_id;
+    if capacity < v_taken then
+        raise exception using
+            errcode = 'TS008',
+            message = 'capacity is below the seats already confirmed or offered',
+            detail = format('event_id=%s requested=%s held=%s', event_id, capacity, v_taken),
+            hint = format('Choose a capacity of at least %s, or cancel bookings first.', v_taken);
+    end if;
+    v_old := v_event.capacity;
+    update public.events as e set capacity = set_event_capacity.capacity, updated_at = now()
+    where e.id = event_id
+    returning * into v_event;
+    perform tessera.layout_blocks(event_id, capacity, v_taken);
+    perform tessera.record('capacity_changed', event_id, null, null,
+        jsonb_build_object('old_capacity', v_old, 'new_capacity', capacity));
+    perform tessera.promote_waiting(event_id);
+    return v_event;
+end
+$$;
+
+create function public.publish_event(event_id uuid) returns public.events
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_event public.events := tessera.managed_event(event_id);
+begin
+    perform tessera.lock_event_exclusive(event_id);
+    select * into v_event from public.events as e where e.id = event_id for update;
+    if v_event.status = 'cancelled' then
+        raise exception using errcode = 'TS007', message = 'a cancelled event cannot be published',
+            detail = format('event_id=%s', event_id);
+    end if;
+    if v_event.status = 'draft' then
+        update public.events as e
+        set status = 'published', published_at = now(), updated_at = now()
+        where e.id = event_id
+        returning * into v_event;
+        perform tessera.record('event_published', event_id);
+    end if;
+    return v_event;
+end
+$$;
+
+create function public.cancel_event(event_id uuid) returns public.events
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_event public.events := tessera.managed_event(event_id);
+    v_booking public.bookings;
+begin
+    perform tessera.lock_event_exclusive(event_id);
+    select * into v_event from public.events as e where e.id = event_id for update;
+    if v_event.status = 'cancelled' then
+        raise exception using errcode = 'TS007', message = 'the event is already cancelled',
+            detail = format('event_id=%s', event_id);
+    end if;
+    perform tessera.lock_all_blocks(event_id);
+    update tessera.seat_blocks as sb set taken = 0 where sb.event_id = event_id;
+    update tessera.event_queues as q
+    set waiting_count = 0, waiting_seats = 0, offered_count = 0, offered_seats = 0
+    where q.event_id = event_id;
+    update public.events as e
+    set status = 'cancelled', cancelled_at = now(), updated_at = now()
+    where e.id = event_id
+    returning * into v_event;
+    for v_booking in
+        update public.bookings as b
+        set status = 'cancelled', cancelled_at = now(), updated_at = now()
+        where b.event_id = event_id and b.status in ('confirmed', 'waitlisted', 'offered')
+        returning *
+    loop
+        perform tessera.record('cancelled', event_id, v_booking, null,
+            jsonb_build_object('reason', 'event_cancelled'));
+    end loop;
+    perform tessera.record('event_cancelled', event_id);
+    return v_event;
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: event_changes — the ledger after a position, never skipping a late commit
+-- ===========================================================================================
+create function public.event_changes(
+    event_id uuid, after_seq bigint default 0, max_rows integer default 1000
+) returns setof public.ledger
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_variable
+declare
+    v_event public.events := tessera.visible_event(event_id);
+    v_full boolean := tessera.can_manage_event(v_event);
+    v_user uuid := tessera.current_user_id();
+begin
+    if max_rows is null or max_rows not between 1 and 10000 then
+        raise exception using errcode = '22023', message = 'max_rows must be between 1 and 10000';
+    end if;
+    -- Everyone sees every position (availability moves with each); only the organizer and
+    -- the booking's own user see who it is about.
+    return query
+    select
+        l.seq, l.event_id,
+        case when v_full or l.user_id = v_user then l.booking_id end,
+        case when v_full or l.user_id = v_user then l.user_id end,
+        case when v_full then l.actor_id end,
+        l.kind, l.status, l.seats,
+        case when v_full or l.user_id = v_user then l.waitlist_position end,
+        case when v_full or l.user_id = v_user then l.offer_expires_at end,
+        l.seats_available, l.waitlist_count, l.event_status,
+        case when v_full then l.detail else l.detail - 'previous_status' end,
+        l.created_at
+    from public.ledger as l
+    where l.event_id = event_id
+      and l.seq > coalesce(after_seq, 0)
+      and l.seq < tessera.ledger_horizon()
+    order by l.seq
+    limit max_rows;
+end
+$$;
+
+-- ===========================================================================================
+-- Grants: API roles get exactly the RPCs; helpers stay internal
+-- ===========================================================================================
+revoke execute on all functions in schema tessera from public;
+grant usage on schema tessera to service_role;
+
+grant execute on function public.create_event(
+    text, integer, timestamptz, timestamptz, text, text, integer, boolean, integer, text, text,
+    interval, timestamptz, timestamptz, boolean
+) to authenticated, service_role;
+grant execute on function public.book_event(uuid, integer, text) to authenticated, service_role;
+grant execute on function public.cancel_booking(uuid) to authenticated, service_role;
+grant execute on function public.claim_offer(uuid) to authenticated, service_role;
+grant execute on function public.expire_offers() to service_role;
+grant execute on function public.event_availability(uuid) to anon, authenticated, service_role;
+grant execute on function public.waitlist_position(uuid) to authenticated, service_role;
+grant execute on function public.set_event_capacity(uuid, integer) to authenticated, service_role;
+grant execute on function public.publish_event(uuid) to authenticated, service_role;
+grant execute on function public.cancel_event(uuid) to authenticated, service_role;
+grant execute on function public.event_changes(uuid, bigint, integer)
+to anon, authenticated, service_role;
+
+-- ===========================================================================================
+-- Offers expire every minute where pg_cron is available (hosted Supabase: enable it first)
+-- ===========================================================================================
+do $schedule$
+begin
+    if exists (select from pg_catalog.pg_extension where extname = 'pg_cron') then
+        perform cron.schedule(
+            'tessera-expire-offers', '* * * * *', 'select public.expire_offers()'
+        );
+    end if;
+end
+$schedule$;

@@ -1,0 +1,97 @@
+"""Test fixtures: one real PostgreSQL per session, a fresh database per test.
+
+The session starts a local stack in a temporary directory (or uses the superuser URL in
+``TESSERA_TEST_DB_URL``), builds ``tessera_template`` once with the bootstrap and every
+migration, and each test that asks for ``db`` gets ``CREATE DATABASE … TEMPLATE
+tessera_template``: isolated, and a few tens of milliseconds to make.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tessera_client._local.paths import bootstrap_sql
+from tessera_client._local.stack import LocalStack
+from tessera_client.migrations import apply_migrations
+
+from .support import TestDatabase, url_for
+
+TEMPLATE = "tessera_template"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """A running local stack for the whole session (not migrated: tests use clones)."""
+    if os.environ.get("TESSERA_TEST_DB_URL"):
+        pytest.skip("using TESSERA_TEST_DB_URL; no local stack")
+    tmp = Path(tempfile.mkdtemp(prefix="tessera-test-"))
+    tmp.chmod(0o755)  # the unprivileged server user must enter it when tests run as root
+    local = LocalStack(data_dir=tmp / "stack", port=_free_port())
+    local.up(apply=False)
+    yield local
+    local.destroy()
+    tmp.rmdir() if tmp.exists() and not any(tmp.iterdir()) else None
+
+
+@pytest.fixture(scope="session")
+def server_admin_url(request: pytest.FixtureRequest) -> str:
+    """Superuser URL of the server the tests use (database ``postgres``)."""
+    if url := os.environ.get("TESSERA_TEST_DB_URL"):
+        return url
+    local: LocalStack = request.getfixturevalue("stack")
+    return local.admin_url
+
+
+def _with_db(url: str, database: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def template_db(server_admin_url: str) -> str:
+    """Name of the template database with bootstrap and all migrations applied."""
+    with psycopg.connect(server_admin_url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {TEMPLATE} with (force)")
+        conn.execute(f"create database {TEMPLATE}")
+    admin = _with_db(server_admin_url, TEMPLATE)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(bootstrap_sql().read_text())  # type: ignore[arg-type]
+    apply_migrations(url_for(admin, user="postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        available = conn.execute(
+            "select 1 from pg_available_extensions where name = 'pgtap'"
+        ).fetchone()
+        if available:
+            conn.execute("create extension if not exists pgtap with schema extensions")
+        conn.execute("vacuum analyze")
+    return TEMPLATE
+
+
+@pytest.fixture
+def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
+    """A fresh database cloned from the template, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_admin_url, autocommit=True) as conn:
+        conn.execute(f"create database {name} template {template_db}")
+    database = TestDatabase(admin_url=_with_db(server_admin_url, name), name=name)
+    try:
+        yield database
+    finally:
+        database.close()
+        with psycopg.connect(server_admin_url, autocommit=True) as conn:
+            conn.execute(f"drop database if exists {name} with (force)")

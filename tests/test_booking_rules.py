@@ -1,0 +1,283 @@
+"""The booking rules, called through the RPCs exactly as PostgREST would call them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from .support import Actor, TestDatabase
+
+TOMORROW = datetime.now(UTC) + timedelta(days=1)
+
+
+def make_event(db: TestDatabase, capacity: int = 2, **options: Any) -> tuple[Actor, uuid.UUID]:
+    organizer = db.actor(db.create_user())
+    event = organizer.call("create_event", title="Concert", capacity=capacity,
+                           starts_at=TOMORROW, **options)  # fmt: skip
+    return organizer, event["id"]
+
+
+def sqlstate(excinfo: pytest.ExceptionInfo[psycopg.Error]) -> str | None:
+    return excinfo.value.sqlstate
+
+
+def state(db: TestDatabase, event_id: uuid.UUID) -> list[tuple[str, str, int | None]]:
+    """(user email, status, position) of every booking, in creation order."""
+    rows = db.sql(
+        """select u.email, b.status,
+                  case when b.status = 'waitlisted' then (
+                      select count(*) from bookings w where w.event_id = b.event_id
+                      and w.status = 'waitlisted' and w.queue_ticket <= b.queue_ticket) end as pos
+           from bookings b join auth.users u on u.id = b.user_id
+           where b.event_id = %s order by b.created_at, b.queue_ticket nulls first""",
+        (event_id,),
+    )
+    return [(r["email"], r["status"], r["pos"]) for r in rows]
+
+
+def test_books_until_full_then_waitlists_in_order(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=2)
+    people = [db.actor(db.create_user()) for _ in range(4)]
+    results = [p.call("book_event", event_id=event_id) for p in people]
+    assert [r["status"] for r in results] == ["confirmed", "confirmed", "waitlisted", "waitlisted"]
+    assert [r["waitlist_position"] for r in results] == [None, None, 1, 2]
+    availability = people[0].call("event_availability", event_id=event_id)
+    assert availability["seats_available"] == 0
+    assert availability["seats_confirmed"] == 2
+    assert availability["waitlist_count"] == 2
+    assert availability["last_seq"] > 0
+
+
+def test_cancellation_promotes_head_of_waitlist(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=1)
+    a, b, c = (db.actor(db.create_user()) for _ in range(3))
+    first = a.call("book_event", event_id=event_id)
+    second = b.call("book_event", event_id=event_id)
+    third = c.call("book_event", event_id=event_id)
+    cancelled = a.call("cancel_booking", booking_id=first["booking_id"])
+    assert cancelled["status"] == "cancelled"
+    assert b.call("waitlist_position", booking_id=second["booking_id"])["waitlist_position"] is None
+    assert db.sql("select status from bookings where id = %s", (second["booking_id"],)) == [
+        {"status": "confirmed"}
+    ]
+    assert c.call("waitlist_position", booking_id=third["booking_id"])["waitlist_position"] == 1
+
+
+def test_freed_seats_never_go_to_a_newcomer_while_someone_waits(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=2, max_seats_per_booking=4)
+    a, b, newcomer = (db.actor(db.create_user()) for _ in range(3))
+    booking = a.call("book_event", event_id=event_id, seats=1)
+    a2 = db.actor(db.create_user())
+    a2.call("book_event", event_id=event_id, seats=1)
+    waiting = b.call("book_event", event_id=event_id, seats=2)
+    assert waiting["status"] == "waitlisted"
+    a.call("cancel_booking", booking_id=booking["booking_id"])  # 1 seat free, head needs 2
+    late = newcomer.call("book_event", event_id=event_id, seats=1)
+    assert late["status"] == "waitlisted"
+    assert late["waitlist_position"] == 2
+
+
+def test_strict_policy_does_not_let_smaller_parties_overtake(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=3, max_seats_per_booking=3)
+    holder = db.actor(db.create_user())
+    held = holder.call("book_event", event_id=event_id, seats=3)
+    big = db.actor(db.create_user()).call("book_event", event_id=event_id, seats=3)
+    small = db.actor(db.create_user()).call("book_event", event_id=event_id, seats=1)
+    assert (big["status"], small["status"]) == ("waitlisted", "waitlisted")
+    db.service().call("set_event_capacity", event_id=event_id, capacity=4)  # 1 seat free
+    statuses = db.sql("select id, status from bookings where event_id = %s", (event_id,))
+    by_id = {r["id"]: r["status"] for r in statuses}
+    assert by_id[small["booking_id"]] == "waitlisted"
+    assert by_id[big["booking_id"]] == "waitlisted"
+    holder.call("cancel_booking", booking_id=held["booking_id"])  # 4 free: big then small
+    by_id = {r["id"]: r["status"] for r in db.sql("select id, status from bookings")}
+    assert by_id[big["booking_id"]] == "confirmed"
+    assert by_id[small["booking_id"]] == "confirmed"
+
+
+def test_first_fit_policy_seats_the_oldest_party_that_fits(db: TestDatabase) -> None:
+    _, event_id = make_event(
+        db, capacity=3, max_seats_per_booking=3, waitlist_policy="first_fit"
+    )
+    holder = db.actor(db.create_user())
+    held = holder.call("book_event", event_id=event_id, seats=3)
+    big = db.actor(db.create_user()).call("book_event", event_id=event_id, seats=3)
+    small1 = db.actor(db.create_user()).call("book_event", event_id=event_id, seats=2)
+    small2 = db.actor(db.create_user()).call("book_event", event_id=event_id, seats=2)
+    db.service().call("set_event_capacity", event_id=event_id, capacity=5)  # 2 free
+    by_id = {r["id"]: r["status"] for r in db.sql("select id, status from bookings")}
+    assert by_id[big["booking_id"]] == "waitlisted"
+    assert by_id[small1["booking_id"]] == "confirmed"
+    assert by_id[small2["booking_id"]] == "waitlisted"
+    holder.call("cancel_booking", booking_id=held["booking_id"])
+    by_id = {r["id"]: r["status"] for r in db.sql("select id, status from bookings")}
+    assert by_id[big["booking_id"]] == "confirmed"
+    assert by_id[small2["booking_id"]] == "waitlisted"
+
+
+def test_offer_mode_holds_seats_until_claimed(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=1, promotion_mode="offer", offer_ttl=timedelta(hours=1))
+    a, b = db.actor(db.create_user()), db.actor(db.create_user())
+    first = a.call("book_event", event_id=event_id)
+    second = b.call("book_event", event_id=event_id)
+    a.call("cancel_booking", booking_id=first["booking_id"])
+    offered = db.sql("select status, offer_expires_at from bookings where id = %s",
+                     (second["booking_id"],))[0]  # fmt: skip
+    assert offered["status"] == "offered"
+    assert offered["offer_expires_at"] > datetime.now(UTC)
+    availability = b.call("event_availability", event_id=event_id)
+    assert (availability["seats_offered"], availability["seats_available"]) == (1, 0)
+    claimed = b.call("claim_offer", booking_id=second["booking_id"])
+    assert claimed["status"] == "confirmed"
+    with pytest.raises(psycopg.Error) as excinfo:
+        b.call("claim_offer", booking_id=second["booking_id"])
+    assert sqlstate(excinfo) == "TS007"
+
+
+def test_unclaimed_offer_expires_and_passes_on(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=1, promotion_mode="offer")
+    a, b, c = (db.actor(db.create_user()) for _ in range(3))
+    first = a.call("book_event", event_id=event_id)
+    second = b.call("book_event", event_id=event_id)
+    third = c.call("book_event", event_id=event_id)
+    a.call("cancel_booking", booking_id=first["booking_id"])
+    db.sql("update bookings set offer_expires_at = now() - interval '1 second' where id = %s",
+           (second["booking_id"],))  # fmt: skip
+    with pytest.raises(psycopg.Error) as excinfo:
+        b.call("claim_offer", booking_id=second["booking_id"])
+    assert sqlstate(excinfo) == "TS007"
+    assert db.service().call("expire_offers")["expire_offers"] == 1
+    assert db.service().call("expire_offers")["expire_offers"] == 0  # idempotent
+    by_id = {r["id"]: r["status"] for r in db.sql("select id, status from bookings")}
+    assert by_id[second["booking_id"]] == "expired"
+    assert by_id[third["booking_id"]] == "offered"
+
+
+def test_idempotency_key_returns_the_original_booking(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=5)
+    user = db.actor(db.create_user())
+    first = user.call("book_event", event_id=event_id, seats=2, idempotency_key="order-1")
+    again = user.call("book_event", event_id=event_id, seats=2, idempotency_key="order-1")
+    assert again == first
+    assert db.sql("select count(*) as n from bookings")[0]["n"] == 1
+    assert db.sql("select count(*) as n from ledger where kind = 'booked'")[0]["n"] == 1
+
+
+def test_one_active_booking_per_user(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=5)
+    user = db.actor(db.create_user())
+    booking = user.call("book_event", event_id=event_id)
+    with pytest.raises(psycopg.Error) as excinfo:
+        user.call("book_event", event_id=event_id)
+    assert sqlstate(excinfo) == "TS005"
+    user.call("cancel_booking", booking_id=booking["booking_id"])
+    assert user.call("book_event", event_id=event_id)["status"] == "confirmed"
+
+
+def test_capacity_cannot_drop_below_held_seats(db: TestDatabase) -> None:
+    organizer, event_id = make_event(db, capacity=3, max_seats_per_booking=3)
+    db.actor(db.create_user()).call("book_event", event_id=event_id, seats=2)
+    with pytest.raises(psycopg.Error) as excinfo:
+        organizer.call("set_event_capacity", event_id=event_id, capacity=1)
+    assert sqlstate(excinfo) == "TS008"
+    event = organizer.call("set_event_capacity", event_id=event_id, capacity=2)
+    assert event["capacity"] == 2
+    assert organizer.call("event_availability", event_id=event_id)["seats_available"] == 0
+
+
+def test_cancelling_the_event_cancels_every_booking(db: TestDatabase) -> None:
+    organizer, event_id = make_event(db, capacity=1)
+    a, b = db.actor(db.create_user()), db.actor(db.create_user())
+    a.call("book_event", event_id=event_id)
+    b.call("book_event", event_id=event_id)
+    event = organizer.call("cancel_event", event_id=event_id)
+    assert event["status"] == "cancelled"
+    assert {r["status"] for r in db.sql("select status from bookings")} == {"cancelled"}
+    availability = a.call("event_availability", event_id=event_id)
+    assert (availability["seats_available"], availability["waitlist_count"]) == (0, 0)
+    with pytest.raises(psycopg.Error) as excinfo:
+        db.actor(db.create_user()).call("book_event", event_id=event_id)
+    assert sqlstate(excinfo) == "TS003"
+
+
+def test_drafts_are_invisible_until_published(db: TestDatabase) -> None:
+    organizer, event_id = make_event(db, capacity=1, publish=False)
+    stranger = db.actor(db.create_user())
+    with pytest.raises(psycopg.Error) as excinfo:
+        stranger.call("book_event", event_id=event_id)
+    assert sqlstate(excinfo) == "TS001"
+    with pytest.raises(psycopg.Error) as excinfo:
+        stranger.call("publish_event", event_id=event_id)
+    assert sqlstate(excinfo) == "TS001"
+    organizer.call("publish_event", event_id=event_id)
+    assert stranger.call("book_event", event_id=event_id)["status"] == "confirmed"
+
+
+def test_only_the_organizer_manages_an_event(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=1)
+    other = db.actor(db.create_user())
+    for fn, extra in (("set_event_capacity", {"capacity": 5}), ("cancel_event", {})):
+        with pytest.raises(psycopg.Error) as excinfo:
+            other.call(fn, event_id=event_id, **extra)
+        assert sqlstate(excinfo) == "42501"
+
+
+def test_sales_window_is_enforced(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=1, sales_open_at=TOMORROW - timedelta(hours=1))
+    with pytest.raises(psycopg.Error) as excinfo:
+        db.actor(db.create_user()).call("book_event", event_id=event_id)
+    assert sqlstate(excinfo) == "TS003"
+    assert excinfo.value.diag.message_hint and "Sales open" in excinfo.value.diag.message_hint
+
+
+def test_disabled_or_full_waitlist_means_sold_out(db: TestDatabase) -> None:
+    _, no_list = make_event(db, capacity=1, waitlist_enabled=False)
+    _, short_list = make_event(db, capacity=1, waitlist_limit=1)
+    for event_id, allowed_waiting in ((no_list, 0), (short_list, 1)):
+        db.actor(db.create_user()).call("book_event", event_id=event_id)
+        for _ in range(allowed_waiting):
+            db.actor(db.create_user()).call("book_event", event_id=event_id)
+        with pytest.raises(psycopg.Error) as excinfo:
+            db.actor(db.create_user()).call("book_event", event_id=event_id)
+        assert sqlstate(excinfo) == "TS006"
+
+
+def test_the_ledger_records_every_change_in_order(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=1)
+    a, b = db.actor(db.create_user()), db.actor(db.create_user())
+    first = a.call("book_event", event_id=event_id)
+    b.call("book_event", event_id=event_id)
+    a.call("cancel_booking", booking_id=first["booking_id"])
+    changes = db.service().call_all("event_changes", event_id=event_id)
+    assert [c["kind"] for c in changes] == [
+        "event_published", "booked", "waitlisted", "cancelled", "promoted"
+    ]
+    seqs = [c["seq"] for c in changes]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    after = db.service().call_all("event_changes", event_id=event_id, after_seq=seqs[2])
+    assert [c["seq"] for c in after] == seqs[3:]
+    with pytest.raises(psycopg.Error) as excinfo:
+        db.sql("update ledger set kind = 'booked'")
+    assert sqlstate(excinfo) == "42501"
+
+
+def test_ledger_hides_entries_of_transactions_still_running(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=100)  # several seat blocks: no waiting between us
+    writer = db.actor(db.create_user())
+    reader = db.service()
+    before = reader.call_all("event_changes", event_id=event_id)
+    with writer.conn.transaction():
+        with writer.conn.cursor() as cur:
+            writer._preamble(cur)
+            cur.execute("select * from public.book_event(event_id => %s)", (event_id,))
+        # Committed elsewhere but with a larger transaction id: must not be shown early.
+        other = db.actor(db.create_user())
+        other.call("book_event", event_id=event_id)
+        during = reader.call_all("event_changes", event_id=event_id)
+        assert [c["seq"] for c in during] == [c["seq"] for c in before]
+    after = reader.call_all("event_changes", event_id=event_id)
+    assert len(after) == len(before) + 2
