@@ -23,7 +23,9 @@ MIGRATION_LOCK_KEY = 7_243_891_002
 
 HISTORY_DDL = """
 create schema if not exists supabase_migrations;
-create table if not exists supabase_migrations.schema_migrations (version text not null primary key);
+create table if not exists supabase_migrations.schema_migrations (
+    version text not null primary key
+);
 alter table supabase_migrations.schema_migrations add column if not exists statements text[];
 alter table supabase_migrations.schema_migrations add column if not exists name text;
 """
@@ -104,17 +106,17 @@ def split_statements(sql: str) -> list[tuple[int, str]]:
 
 def _append(statements: list[tuple[int, str]], sql: str, start: int, end: int) -> None:
     text = sql[start:end]
-    stripped = text.strip()
-    if not stripped or not _has_code(stripped):
+    # Start at the first code character, so error positions map to the right line.
+    leading = _LEADING_NOISE.match(text)
+    offset = leading.end() if leading else 0
+    code = text[offset:].rstrip()
+    if not code.strip(";").strip():
         return
-    leading = len(text) - len(text.lstrip())
-    line = sql.count("\n", 0, start + leading) + 1
-    statements.append((line, stripped))
+    line = sql.count("\n", 0, start + offset) + 1
+    statements.append((line, code))
 
 
-def _has_code(text: str) -> bool:
-    without = re.sub(r"--[^\n]*|/\*.*?\*/", "", text, flags=re.S).strip()
-    return bool(without.strip(";").strip())
+_LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
 
 
 def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
@@ -157,7 +159,8 @@ def _apply_one(conn: psycopg.Connection[tuple[object, ...]], migration: Migratio
     line = 1
     try:
         with conn.transaction():
-            for line, statement in statements:
+            for first_line, statement in statements:
+                line = first_line  # remembered for the error report
                 conn.execute(statement.encode(), prepare=False)
             conn.execute(
                 "insert into supabase_migrations.schema_migrations (version, name, statements)"

@@ -87,7 +87,7 @@ def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
     """A fresh database cloned from the template, dropped after the test."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template_db}")
+        conn.execute(f"create database {name} template {template_db} owner postgres")
     database = TestDatabase(admin_url=_with_db(server_admin_url, name), name=name)
     try:
         yield database

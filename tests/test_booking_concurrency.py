@@ -41,7 +41,8 @@ def check_invariants(db: TestDatabase, event_id: uuid.UUID) -> None:
                   (select coalesce(sum(seats), 0) from bookings b where b.event_id = e.id
                      and b.status in ('confirmed', 'offered')) as held,
                   (select sum(taken) from tessera.seat_blocks s where s.event_id = e.id) as taken,
-                  (select sum(capacity) from tessera.seat_blocks s where s.event_id = e.id) as blocks,
+                  (select sum(capacity) from tessera.seat_blocks s
+                     where s.event_id = e.id) as blocks,
                   (select count(*) from bookings b where b.event_id = e.id
                      and b.status = 'waitlisted') as waiting,
                   q.waiting_count
@@ -59,6 +60,7 @@ def check_invariants(db: TestDatabase, event_id: uuid.UUID) -> None:
         (event_id,),
     )
     assert dupes == []
+    assert db.service().call_all("check_invariants", only_event=event_id) == []
 
 
 def test_200_bookers_on_50_seats_then_20_cancellations(db: TestDatabase) -> None:

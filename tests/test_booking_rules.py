@@ -100,9 +100,7 @@ def test_strict_policy_does_not_let_smaller_parties_overtake(db: TestDatabase) -
 
 
 def test_first_fit_policy_seats_the_oldest_party_that_fits(db: TestDatabase) -> None:
-    _, event_id = make_event(
-        db, capacity=3, max_seats_per_booking=3, waitlist_policy="first_fit"
-    )
+    _, event_id = make_event(db, capacity=3, max_seats_per_booking=3, waitlist_policy="first_fit")
     holder = db.actor(db.create_user())
     held = holder.call("book_event", event_id=event_id, seats=3)
     big = db.actor(db.create_user()).call("book_event", event_id=event_id, seats=3)
@@ -254,7 +252,11 @@ def test_the_ledger_records_every_change_in_order(db: TestDatabase) -> None:
     a.call("cancel_booking", booking_id=first["booking_id"])
     changes = db.service().call_all("event_changes", event_id=event_id)
     assert [c["kind"] for c in changes] == [
-        "event_published", "booked", "waitlisted", "cancelled", "promoted"
+        "event_published",
+        "booked",
+        "waitlisted",
+        "cancelled",
+        "promoted",
     ]
     seqs = [c["seq"] for c in changes]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

@@ -34,13 +34,13 @@ begin
         create role authenticator;
     end if;
     alter role authenticator with login noinherit password 'postgres';
+
+    grant anon, authenticated, service_role to authenticator;
+    grant anon, authenticated, service_role to postgres;
+    -- postgres may switch to authenticator too (Supabase grants it so SQL editors test RLS).
+    grant authenticator to postgres;
 end
 $roles$;
-
-grant anon, authenticated, service_role to authenticator;
-grant anon, authenticated, service_role to postgres;
--- postgres may switch to authenticator too (Supabase grants it so SQL editors can test RLS).
-grant authenticator to postgres;
 
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
@@ -154,6 +154,17 @@ create table if not exists realtime.messages (
     inserted_at timestamp not null default now(),
     primary key (id)
 );
+-- As on Supabase: the table belongs to supabase_realtime_admin, and postgres, a member,
+-- may create the RLS policies that authorise private channels.
+do $realtime_admin$
+begin
+    if not exists (select from pg_catalog.pg_roles where rolname = 'supabase_realtime_admin') then
+        create role supabase_realtime_admin nologin noinherit;
+    end if;
+    grant supabase_realtime_admin to postgres;
+end
+$realtime_admin$;
+alter table realtime.messages owner to supabase_realtime_admin;
 create index if not exists messages_inserted_at_topic_index
 on realtime.messages (inserted_at desc, topic);
 alter table realtime.messages enable row level security;

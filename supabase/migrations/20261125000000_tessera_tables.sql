@@ -70,9 +70,14 @@ comment on table public.events is 'Bookable events. Written only through Tessera
 -- Bookings: one row per request. Waiting order is queue_ticket, never renumbered; a
 -- position is the number of waiting bookings of the event with a ticket <= this one.
 -- ===========================================================================================
+-- bookings.event_id and ledger.event_id deliberately carry no foreign key: a foreign key
+-- check takes FOR KEY SHARE on the event row in every booking transaction, and hundreds of
+-- concurrent sharers of one hot row serialise on its multixact. Events are never deleted
+-- (trigger events_are_never_deleted), so the reference cannot dangle; `tessera doctor`
+-- checks it.
 create table public.bookings (
     id uuid primary key default gen_random_uuid(),
-    event_id uuid not null references public.events (id),
+    event_id uuid not null,
     user_id uuid not null references auth.users (id),
     seats integer not null,
     status text not null,
@@ -129,6 +134,8 @@ create table tessera.seat_blocks (
     block integer not null,
     capacity integer not null,
     taken integer not null default 0,
+    -- true while anybody waits for this event: the fast booking path then stays closed.
+    waitlist_open boolean not null default false,
     primary key (event_id, block),
     constraint seat_blocks_never_oversold check (taken between 0 and capacity)
 ) with (fillfactor = 50);
@@ -153,7 +160,7 @@ create table tessera.event_queues (
 -- ===========================================================================================
 create table public.ledger (
     seq bigint primary key,
-    event_id uuid not null references public.events (id),
+    event_id uuid not null,
     booking_id uuid references public.bookings (id),
     user_id uuid,
     actor_id uuid,
@@ -193,6 +200,22 @@ begin
         hint = 'Record a new entry instead of changing or deleting one.';
 end
 $$;
+
+create function tessera.events_are_never_deleted() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    raise exception using
+        errcode = '42501',
+        message = 'events are never deleted',
+        hint = 'Cancel the event instead (cancel_event).';
+end
+$$;
+
+create trigger events_are_never_deleted
+before delete on public.events
+for each row execute function tessera.events_are_never_deleted();
 
 create trigger ledger_is_append_only
 before update or delete on public.ledger

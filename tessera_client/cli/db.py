@@ -5,7 +5,14 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from tessera_client.cli._common import DbUrl, JsonOut, console, handle_errors, print_json, resolve_db_url
+from tessera_client.cli._common import (
+    DbUrl,
+    JsonOut,
+    console,
+    handle_errors,
+    print_json,
+    resolve_db_url,
+)
 from tessera_client.migrations import apply_migrations, migration_status
 
 app = typer.Typer(help="Apply and list migrations: `tessera db migrate`.", no_args_is_help=True)
