@@ -1,5 +1,106 @@
-"""Tessera: event booking whose rules live in PostgreSQL."""
+"""Tessera: event booking whose rules live in PostgreSQL.
+
+The SDK calls Tessera's SQL functions, directly over PostgreSQL or through Supabase's API::
+
+    import tessera_client
+
+    async with tessera_client.connect(dsn) as tessera:
+        booking = await tessera.as_user(user_id).book(event_id, seats=2)
+
+:class:`Tessera` (with :func:`connect_sync` and :func:`from_supabase_sync`) is the blocking
+twin of :class:`AsyncTessera`.
+"""
 
 from __future__ import annotations
 
+from tessera_client._client import AsyncTessera, RetryPolicy, connect, from_supabase
+from tessera_client._errors import (
+    AlreadyBooked,
+    AuthenticationFailed,
+    BookingNotFound,
+    CapacityConflict,
+    EventNotFound,
+    InternalError,
+    InvalidParameter,
+    InvalidSeats,
+    InvalidTransition,
+    LimitExceeded,
+    OutcomeUnknown,
+    PermissionDenied,
+    RateLimited,
+    SalesClosed,
+    SoldOut,
+    TesseraError,
+    TransactionConflict,
+    TransportError,
+    Unavailable,
+)
+from tessera_client._identity import (
+    Identity,
+    LocalUser,
+    create_local_user,
+    local_api_key,
+    local_user_token,
+)
+from tessera_client._models import (
+    Attendee,
+    Availability,
+    Booking,
+    BookingStatus,
+    Change,
+    ChangeKind,
+    Event,
+    EventStatus,
+    PromotionMode,
+    WaitlistEntry,
+    WaitlistPolicy,
+)
+from tessera_client._sync import Tessera, connect_sync, from_supabase_sync
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyBooked",
+    "AsyncTessera",
+    "Attendee",
+    "AuthenticationFailed",
+    "Availability",
+    "Booking",
+    "BookingNotFound",
+    "BookingStatus",
+    "CapacityConflict",
+    "Change",
+    "ChangeKind",
+    "Event",
+    "EventNotFound",
+    "EventStatus",
+    "Identity",
+    "InternalError",
+    "InvalidParameter",
+    "InvalidSeats",
+    "InvalidTransition",
+    "LimitExceeded",
+    "LocalUser",
+    "OutcomeUnknown",
+    "PermissionDenied",
+    "PromotionMode",
+    "RateLimited",
+    "RetryPolicy",
+    "SalesClosed",
+    "SoldOut",
+    "Tessera",
+    "TesseraError",
+    "TransactionConflict",
+    "TransportError",
+    "Unavailable",
+    "WaitlistEntry",
+    "WaitlistPolicy",
+    "__version__",
+    "connect",
+    "connect_sync",
+    "create_local_user",
+    "from_supabase",
+    "from_supabase_sync",
+    "local_api_key",
+    "local_user_token",
+]

@@ -203,6 +203,7 @@ FUNCTION_CASES: list[Case] = [
     _case("event_waitlist", "draft D", _event("D"),       "42501 TS001 TS001 ok    TS001 ok"),
     _case("my_bookings", "own", _no_args,                 "42501 ok    ok    ok    ok    42501"),
     _case("check_invariants", "all events", _no_args,     "42501 42501 42501 42501 42501 ok"),
+    _case("ledger_feed", "everything", _no_args,          "42501 42501 42501 42501 42501 ok"),
 ]  # fmt: skip
 
 # Functions in public that are not RPCs (e.g. trigger functions): nobody may call them.

@@ -1,0 +1,83 @@
+-- Tessera realtime: every ledger entry is published.
+--
+-- Path 1, Supabase Realtime "broadcast from the database": a trigger on the ledger calls
+-- realtime.send(), which only inserts a row into realtime.messages; Supabase Realtime fans it
+-- out to subscribed clients after commit. Topics:
+--   event:<event_id>  public, no personal data: the event's availability after the change
+--   user:<user_id>    private (RLS on realtime.messages, see the access migration): that
+--                     user's booking change
+--
+-- Path 2, direct connections and the local stack: no NOTIFY (a NOTIFY in every booking
+-- transaction serialises all commits on the notification queue lock). Instead one poller per
+-- process reads public.ledger_feed(after_seq), which only returns entries below the ledger
+-- horizon, so a poller never skips an entry that commits late.
+
+create function tessera.publish_ledger_entry() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    perform realtime.send(
+        jsonb_build_object(
+            'event_id', new.event_id,
+            'seq', new.seq,
+            'kind', new.kind,
+            'seats_available', new.seats_available,
+            'waitlist_count', new.waitlist_count,
+            'status', new.event_status
+        ),
+        'availability',
+        'event:' || new.event_id::text,
+        false
+    );
+    if new.user_id is not null then
+        perform realtime.send(
+            jsonb_strip_nulls(jsonb_build_object(
+                'booking_id', new.booking_id,
+                'event_id', new.event_id,
+                'seq', new.seq,
+                'kind', new.kind,
+                'status', new.status,
+                'seats', new.seats,
+                'waitlist_position', new.waitlist_position,
+                'offer_expires_at', new.offer_expires_at
+            )),
+            'booking',
+            'user:' || new.user_id::text,
+            true
+        );
+    end if;
+    return null;
+end
+$$;
+
+create trigger publish_ledger_entry
+after insert on public.ledger
+for each row execute function tessera.publish_ledger_entry();
+
+-- The whole ledger after a position, for one trusted poller per process (service_role).
+create function public.ledger_feed(after_seq bigint default 0, max_rows integer default 1000)
+returns setof public.ledger
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+    if not tessera.is_service() then
+        raise exception using errcode = '42501', message = 'only operators may read the whole ledger';
+    end if;
+    if max_rows is null or max_rows not between 1 and 10000 then
+        raise exception using errcode = '22023', message = 'max_rows must be between 1 and 10000';
+    end if;
+    return query
+    select * from public.ledger as l
+    where l.seq > coalesce(after_seq, 0) and l.seq < tessera.ledger_horizon()
+    order by l.seq
+    limit max_rows;
+end
+$$;
+
+revoke execute on function public.ledger_feed(bigint, integer) from public, anon, authenticated;
+grant execute on function public.ledger_feed(bigint, integer) to service_role;
+revoke execute on function tessera.publish_ledger_entry() from public;

@@ -1,0 +1,674 @@
+"""The async client: one method per Tessera function, the same over every transport.
+
+Python never decides a booking rule here. Each method is one call of a SQL function (or one
+plain ``SELECT`` that row level security filters); the database decides, and its errors come
+back as :mod:`tessera_client._errors` classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from tessera_client._errors import (
+    EventNotFound,
+    OutcomeUnknown,
+    TransactionConflict,
+    Unavailable,
+)
+from tessera_client._identity import Identity
+from tessera_client._models import (
+    Attendee,
+    Availability,
+    Booking,
+    Change,
+    Event,
+    EventStatus,
+    PromotionMode,
+    WaitlistEntry,
+    WaitlistPolicy,
+)
+from tessera_client._transports._base import Filter, Returns, Select, Transport
+
+__all__ = ["AsyncTessera", "RetryPolicy", "connect", "from_supabase"]
+
+T = TypeVar("T")
+
+# Every column of public.events; the anon role may read all of them but organizer_id.
+_EVENT_COLUMNS = (
+    "id", "organizer_id", "title", "description", "venue", "starts_at", "ends_at", "capacity",
+    "max_seats_per_booking", "status", "sales_open_at", "sales_close_at", "waitlist_enabled",
+    "waitlist_limit", "waitlist_policy", "promotion_mode", "offer_ttl", "created_at",
+    "updated_at", "published_at", "cancelled_at",
+)  # fmt: skip
+_PUBLIC_EVENT_COLUMNS = tuple(column for column in _EVENT_COLUMNS if column != "organizer_id")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    A call is tried again after :class:`Unavailable` (nothing was done) and
+    :class:`TransactionConflict` (the database rolled it back). After
+    :class:`OutcomeUnknown` (the reply was lost) only calls that are safe to repeat are
+    retried: reads, and ``book``, whose idempotency key makes a repeat return the first
+    booking instead of making a second one.
+
+    Attributes:
+        attempts: Tries in all, the first included (1 disables retries).
+        initial_delay: Seconds before the first retry; doubled for each next one.
+        max_delay: Longest pause between two tries.
+    """
+
+    attempts: int = 4
+    initial_delay: float = 0.05
+    max_delay: float = 2.0
+
+    def delay(self, retry: int) -> float:
+        """Pause before retry number ``retry`` (0-based): exponential, with jitter."""
+        ceiling = min(self.max_delay, self.initial_delay * (2**retry))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class AsyncTessera:
+    """Tessera's async client. Create it with :func:`connect` or :func:`from_supabase`.
+
+    A client acts as one identity: anonymous unless scoped with :meth:`as_user`,
+    :meth:`as_service` or :meth:`sign_in`. Scoped clients share the connection pool of the
+    client they come from and are cheap to make (one per request is fine); closing the
+    original client closes the pool, closing a scoped one does nothing.
+
+    Example:
+        >>> async with tessera_client.connect(dsn) as tessera:
+        ...     alice = tessera.as_user(alice_id)
+        ...     event = await alice.create_event("Concert", capacity=100, starts_at=when)
+        ...     booking = await alice.as_user(bob_id).book(event.id, seats=2)
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        identity: Identity | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        owns_transport: bool = True,
+    ) -> None:
+        self._transport = transport
+        self._identity = identity or transport.anonymous_identity()
+        self._retry = retry or RetryPolicy()
+        self._owns_transport = owns_transport
+
+    # -- identity and lifecycle -----------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        """Who this client acts as."""
+        return self._identity
+
+    @property
+    def transport(self) -> Transport:
+        """The transport (``transport.name`` is ``"postgres"`` or ``"supabase"``)."""
+        return self._transport
+
+    def _scoped(self, identity: Identity) -> AsyncTessera:
+        return AsyncTessera(self._transport, identity, retry=self._retry, owns_transport=False)
+
+    def as_user(self, user: uuid.UUID | str, *, email: str | None = None) -> AsyncTessera:
+        """A client acting as a signed-in user.
+
+        Args:
+            user: The user's id, or an access token (a JWT) of the user.
+            email: Put in the claims when ``user`` is an id (``auth.email()``).
+
+        Returns:
+            A client sharing this one's connections.
+
+        Raises:
+            AuthenticationFailed: The token did not verify.
+            ValueError: The transport cannot act as a user from an id alone (Supabase
+                without ``jwt_secret``).
+
+        Example:
+            >>> bob = tessera.as_user(bob_id)
+            >>> carol = tessera.as_user(request.headers["Authorization"].removeprefix("Bearer "))
+        """
+        if isinstance(user, uuid.UUID):
+            return self._scoped(self._transport.user_identity(user, email))
+        try:
+            user_id = uuid.UUID(user)
+        except ValueError:
+            return self._scoped(self._transport.token_identity(user))
+        return self._scoped(self._transport.user_identity(user_id, email))
+
+    def as_service(self) -> AsyncTessera:
+        """A client acting as ``service_role``: an operator that may manage every event.
+
+        Raises:
+            ValueError: The transport has no service credentials (Supabase without
+                ``service_key``).
+
+        Example:
+            >>> expired = await tessera.as_service().expire_offers()
+        """
+        return self._scoped(self._transport.service_identity())
+
+    def as_anonymous(self) -> AsyncTessera:
+        """A client acting as nobody in particular (role ``anon``)."""
+        return self._scoped(self._transport.anonymous_identity())
+
+    async def sign_in(self, email: str, password: str) -> AsyncTessera:
+        """A client acting as a user signed in with email and password (Supabase only).
+
+        The session refreshes its access token by itself.
+
+        Raises:
+            AuthenticationFailed: Wrong email or password.
+            NotImplementedError: On a direct PostgreSQL connection (use :meth:`as_user`).
+
+        Example:
+            >>> alice = await tessera.sign_in("alice@example.com", "correct horse")
+            >>> await alice.my_bookings()
+        """
+        identity = await self._retrying(
+            lambda: self._transport.sign_in(email, password), idempotent=True
+        )
+        return self._scoped(identity)
+
+    async def open(self) -> Self:
+        """Connect now instead of at the first call.
+
+        Raises:
+            Unavailable: The database or API could not be reached.
+        """
+        await self._transport.open()
+        return self
+
+    async def close(self) -> None:
+        """Close the connections, if this client opened them (scoped clients do nothing)."""
+        if self._owns_transport:
+            await self._transport.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+        """Run ``attempt``, retrying transient failures as :class:`RetryPolicy` says."""
+        retry = 0
+        while True:
+            try:
+                return await attempt()
+            except (Unavailable, TransactionConflict):
+                if retry + 1 >= self._retry.attempts:
+                    raise
+            except OutcomeUnknown:
+                if not idempotent or retry + 1 >= self._retry.attempts:
+                    raise
+            await asyncio.sleep(self._retry.delay(retry))
+            retry += 1
+
+    async def _call(
+        self,
+        function: str,
+        args: Mapping[str, Any],
+        returns: Returns,
+        *,
+        read_only: bool = False,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Call ``public.function``; arguments that are ``None`` are left to SQL defaults."""
+        given = {name: value for name, value in args.items() if value is not None}
+        return await self._retrying(
+            lambda: self._transport.call(
+                self._identity, function, given, returns=returns, read_only=read_only
+            ),
+            idempotent=read_only if idempotent is None else idempotent,
+        )
+
+    def _event_columns(self) -> tuple[str, ...]:
+        return _PUBLIC_EVENT_COLUMNS if self._identity.role == "anon" else _EVENT_COLUMNS
+
+    async def _select(self, query: Select) -> list[Mapping[str, Any]]:
+        return await self._retrying(
+            lambda: self._transport.select(self._identity, query), idempotent=True
+        )
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def create_event(
+        self,
+        title: str,
+        capacity: int,
+        starts_at: datetime,
+        *,
+        ends_at: datetime | None = None,
+        description: str | None = None,
+        venue: str | None = None,
+        max_seats_per_booking: int | None = None,
+        waitlist_enabled: bool | None = None,
+        waitlist_limit: int | None = None,
+        waitlist_policy: WaitlistPolicy | str | None = None,
+        promotion_mode: PromotionMode | str | None = None,
+        offer_ttl: timedelta | None = None,
+        sales_open_at: datetime | None = None,
+        sales_close_at: datetime | None = None,
+        publish: bool | None = None,
+    ) -> Event:
+        """Create an event organized by the calling user (``public.create_event``).
+
+        Options left as ``None`` take the database's defaults: 10 seats per booking, a
+        waitlist without limit, ``strict`` order, ``auto`` promotion, 24 h offers, sales
+        from now until the start, published at once.
+
+        Args:
+            title: 1 to 200 characters.
+            capacity: Seats, 1 to 1,000,000.
+            starts_at: When the event starts (timezone-aware).
+            ends_at: When it ends.
+            description: Up to 10,000 characters.
+            venue: Up to 500 characters.
+            max_seats_per_booking: Largest party one booking may hold.
+            waitlist_enabled: Whether bookings join a waitlist once sold out.
+            waitlist_limit: Most waiting bookings.
+            waitlist_policy: ``strict`` (head of the queue only) or ``first_fit``.
+            promotion_mode: ``auto`` (confirm) or ``offer`` (claim before it expires).
+            offer_ttl: How long an offer stays open, 1 minute to 30 days.
+            sales_open_at: When booking opens.
+            sales_close_at: When booking closes.
+            publish: ``False`` creates a draft only its organizer sees.
+
+        Returns:
+            The new event.
+
+        Raises:
+            InvalidParameter: A value is out of range.
+            PermissionDenied: The caller is not a signed-in user.
+
+        Example:
+            >>> event = await alice.create_event(
+            ...     "Jazz night", capacity=80, starts_at=datetime(2026, 12, 31, 20, tzinfo=UTC),
+            ...     promotion_mode=PromotionMode.OFFER, offer_ttl=timedelta(hours=2),
+            ... )
+        """
+        row = await self._call(
+            "create_event",
+            {
+                "title": title,
+                "capacity": capacity,
+                "starts_at": starts_at,
+                "ends_at": ends_at,
+                "description": description,
+                "venue": venue,
+                "max_seats_per_booking": max_seats_per_booking,
+                "waitlist_enabled": waitlist_enabled,
+                "waitlist_limit": waitlist_limit,
+                "waitlist_policy": waitlist_policy,
+                "promotion_mode": promotion_mode,
+                "offer_ttl": offer_ttl,
+                "sales_open_at": sales_open_at,
+                "sales_close_at": sales_close_at,
+                "publish": publish,
+            },
+            "one",
+        )
+        return Event.from_row(row)
+
+    async def publish_event(self, event_id: uuid.UUID) -> Event:
+        """Publish a draft event (``public.publish_event``); a published one is unchanged.
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            PermissionDenied: The caller does not organize the event.
+            InvalidTransition: The event is cancelled.
+
+        Example:
+            >>> event = await alice.publish_event(draft.id)
+        """
+        return Event.from_row(await self._call("publish_event", {"event_id": event_id}, "one"))
+
+    async def cancel_event(self, event_id: uuid.UUID) -> Event:
+        """Cancel an event and every active booking of it (``public.cancel_event``).
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            PermissionDenied: The caller does not organize the event.
+            InvalidTransition: The event is already cancelled.
+
+        Example:
+            >>> event = await alice.cancel_event(event.id)
+        """
+        return Event.from_row(await self._call("cancel_event", {"event_id": event_id}, "one"))
+
+    async def set_capacity(self, event_id: uuid.UUID, capacity: int) -> Event:
+        """Change an event's capacity; freed seats go to the waitlist (``set_event_capacity``).
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            PermissionDenied: The caller does not organize the event.
+            CapacityConflict: Fewer seats than are already confirmed or offered.
+            InvalidParameter: Not between 1 and 1,000,000.
+            InvalidTransition: The event is cancelled.
+
+        Example:
+            >>> event = await alice.set_capacity(event.id, 120)
+        """
+        row = await self._call(
+            "set_event_capacity", {"event_id": event_id, "capacity": capacity}, "one"
+        )
+        return Event.from_row(row)
+
+    async def list_events(
+        self,
+        *,
+        status: EventStatus | str | None = None,
+        organizer_id: uuid.UUID | None = None,
+        starts_after: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Events the caller may see, soonest first (a ``SELECT`` on ``public.events``).
+
+        Args:
+            status: Only events with this status.
+            organizer_id: Only events this user organizes (not for anonymous callers, who
+                may not read organizers).
+            starts_after: Only events starting at or after this time.
+            limit: At most this many.
+
+        Example:
+            >>> upcoming = await tessera.list_events(starts_after=datetime.now(UTC))
+        """
+        filters: list[Filter] = []
+        if status is not None:
+            filters.append(Filter("status", "eq", EventStatus(status).value))
+        if organizer_id is not None:
+            filters.append(Filter("organizer_id", "eq", organizer_id))
+        if starts_after is not None:
+            filters.append(Filter("starts_at", "gte", starts_after))
+        rows = await self._select(
+            Select(
+                "events",
+                self._event_columns(),
+                tuple(filters),
+                order=(("starts_at", False), ("id", False)),
+                limit=limit,
+            )
+        )
+        return [Event.from_row(row) for row in rows]
+
+    async def get_event(self, event_id: uuid.UUID) -> Event:
+        """One event (a ``SELECT`` on ``public.events``).
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+
+        Example:
+            >>> event = await tessera.get_event(event_id)
+        """
+        rows = await self._select(
+            Select("events", self._event_columns(), (Filter("id", "eq", event_id),), limit=1)
+        )
+        if not rows:
+            raise EventNotFound("event not found", detail=f"event_id={event_id}")
+        return Event.from_row(rows[0])
+
+    async def availability(self, event_id: uuid.UUID) -> Availability:
+        """Seats and waitlist of an event right now (``public.event_availability``).
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+
+        Example:
+            >>> (await tessera.availability(event.id)).seats_available
+            78
+        """
+        row = await self._call("event_availability", {"event_id": event_id}, "one", read_only=True)
+        return Availability.from_row(row)
+
+    async def changes(
+        self, event_id: uuid.UUID, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[Change]:
+        """Ledger entries of an event after ``after_seq``, oldest first (``event_changes``).
+
+        Entries are final: polling from the last ``seq`` seen never skips or repeats one.
+
+        Args:
+            event_id: The event.
+            after_seq: Return entries with a larger ``seq`` (``Availability.last_seq`` or
+                the last ``Change.seq`` seen).
+            limit: At most this many, 1 to 10,000 (the database's default: 1,000).
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            InvalidParameter: ``limit`` is out of range.
+
+        Example:
+            >>> for change in await tessera.changes(event.id, after_seq=seen):
+            ...     print(change.kind, change.seats_available)
+        """
+        rows = await self._call(
+            "event_changes",
+            {"event_id": event_id, "after_seq": after_seq, "max_rows": limit},
+            "many",
+            read_only=True,
+        )
+        return [Change.from_row(row) for row in rows]
+
+    async def attendees(self, event_id: uuid.UUID) -> list[Attendee]:
+        """Confirmed and offered bookings of an event, with emails (``event_attendees``).
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            PermissionDenied: The caller does not organize the event.
+
+        Example:
+            >>> emails = [a.email for a in await alice.attendees(event.id)]
+        """
+        rows = await self._call("event_attendees", {"event_id": event_id}, "many", read_only=True)
+        return [Attendee.from_row(row) for row in rows]
+
+    async def waitlist(self, event_id: uuid.UUID) -> list[WaitlistEntry]:
+        """The waitlist of an event in order, with emails (``public.event_waitlist``).
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            PermissionDenied: The caller does not organize the event.
+
+        Example:
+            >>> for entry in await alice.waitlist(event.id):
+            ...     print(entry.position, entry.email, entry.seats)
+        """
+        rows = await self._call("event_waitlist", {"event_id": event_id}, "many", read_only=True)
+        return [WaitlistEntry.from_row(row) for row in rows]
+
+    async def expire_offers(self) -> int:
+        """Expire offers past their deadline and pass the seats on (service role only).
+
+        Returns:
+            How many offers expired.
+
+        Raises:
+            PermissionDenied: The caller is not the service role.
+
+        Example:
+            >>> await tessera.as_service().expire_offers()
+            0
+        """
+        return int(await self._call("expire_offers", {}, "scalar") or 0)
+
+    # -- bookings -------------------------------------------------------------------------
+
+    async def book(
+        self, event_id: uuid.UUID, seats: int = 1, *, idempotency_key: str | None = None
+    ) -> Booking:
+        """Book seats, or join the waitlist when the event is full (``public.book_event``).
+
+        Every call sends an idempotency key (a new UUID unless given), so when a reply is
+        lost the retry returns the booking the first attempt made instead of a second one.
+        Pass your own key (an order id, say) to make repeated requests safe end to end.
+
+        Args:
+            event_id: The event.
+            seats: Party size, up to the event's ``max_seats_per_booking``.
+            idempotency_key: 1 to 200 characters naming this booking for this user.
+
+        Returns:
+            The booking: ``confirmed``, or ``waitlisted`` with its ``waitlist_position``.
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            SalesClosed: Not published, or outside the sales window.
+            InvalidSeats: Too few or too many seats.
+            AlreadyBooked: The caller already has an active booking for the event.
+            SoldOut: No seats and no room on the waitlist.
+            PermissionDenied: The caller is not a signed-in user.
+
+        Example:
+            >>> booking = await bob.book(event.id, seats=2, idempotency_key=f"order-{order.id}")
+            >>> print(booking.status, booking.waitlist_position)
+            waitlisted 3
+        """
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        row = await self._call(
+            "book_event",
+            {"event_id": event_id, "seats": seats, "idempotency_key": key},
+            "one",
+            idempotent=True,
+        )
+        return Booking.from_result(row)
+
+    async def cancel(self, booking_id: uuid.UUID) -> Booking:
+        """Cancel a booking; its seats go to the waitlist (``public.cancel_booking``).
+
+        Raises:
+            BookingNotFound: No such booking of the caller's.
+            InvalidTransition: Already cancelled or expired.
+
+        Example:
+            >>> booking = await bob.cancel(booking.id)
+        """
+        return Booking.from_result(
+            await self._call("cancel_booking", {"booking_id": booking_id}, "one")
+        )
+
+    async def claim_offer(self, booking_id: uuid.UUID) -> Booking:
+        """Take up an offer made from the waitlist, confirming it (``public.claim_offer``).
+
+        Raises:
+            BookingNotFound: No such booking of the caller's.
+            InvalidTransition: No open offer (never offered, or it expired).
+
+        Example:
+            >>> booking = await bob.claim_offer(booking.id)
+        """
+        return Booking.from_result(
+            await self._call("claim_offer", {"booking_id": booking_id}, "one")
+        )
+
+    async def waitlist_position(self, booking_id: uuid.UUID) -> int | None:
+        """Where a waiting booking stands (1 = next), or ``None`` when it is not waiting.
+
+        Raises:
+            BookingNotFound: No such booking the caller may see.
+
+        Example:
+            >>> await bob.waitlist_position(booking.id)
+            2
+        """
+        value = await self._call(
+            "waitlist_position", {"booking_id": booking_id}, "scalar", read_only=True
+        )
+        return None if value is None else int(value)
+
+    async def my_bookings(self) -> list[Booking]:
+        """Every booking of the calling user, cancelled ones included (``my_bookings``).
+
+        Example:
+            >>> active = [b for b in await bob.my_bookings() if b.status == "confirmed"]
+        """
+        rows = await self._call("my_bookings", {}, "many", read_only=True)
+        return [Booking.from_row(row) for row in rows]
+
+
+def connect(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout: float = 10.0,
+    jwt_secret: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> AsyncTessera:
+    """A client over a direct PostgreSQL connection pool (psycopg 3).
+
+    Nothing connects until the first call or ``async with`` (which also closes the pool).
+    Works through PgBouncer / Supavisor in transaction mode.
+
+    Args:
+        dsn: Login of a server role: ``authenticator`` (as PostgREST) or ``postgres``.
+        min_size: Connections kept open.
+        max_size: Most connections at once.
+        timeout: Seconds to wait for a free connection.
+        jwt_secret: Verifies (HS256) tokens passed to ``as_user``. Without it their claims
+            are trusted as they are, so only pass tokens your app has verified.
+        retry: How transient failures are retried.
+
+    Example:
+        >>> async with connect("postgresql://authenticator:…@localhost:54322/postgres") as db:
+        ...     print(await db.list_events())
+    """
+    from tessera_client._transports._postgres import PostgresTransport
+
+    transport = PostgresTransport(
+        dsn, min_size=min_size, max_size=max_size, timeout=timeout, jwt_secret=jwt_secret
+    )
+    return AsyncTessera(transport, retry=retry)
+
+
+def from_supabase(
+    url: str,
+    key: str,
+    *,
+    access_token: str | None = None,
+    service_key: str | None = None,
+    jwt_secret: str | None = None,
+    timeout: float = 30.0,
+    retry: RetryPolicy | None = None,
+) -> AsyncTessera:
+    """A client over a Supabase project's HTTP API (supabase-py).
+
+    Args:
+        url: ``SUPABASE_URL``.
+        key: The anon (publishable) key.
+        access_token: A user's session token: the client then acts as that user.
+        service_key: The service-role key, for ``as_service()`` (keep it server-side).
+        jwt_secret: The project's JWT secret, for ``as_user(user_id)`` (local and tests).
+        timeout: Seconds an HTTP request may take.
+        retry: How transient failures are retried.
+
+    Example:
+        >>> async with from_supabase(os.environ["SUPABASE_URL"], anon_key) as tessera:
+        ...     alice = await tessera.sign_in("alice@example.com", password)
+        ...     await alice.book(event_id)
+    """
+    from tessera_client._transports._supabase import SupabaseTransport
+
+    transport = SupabaseTransport(
+        url, key, service_key=service_key, jwt_secret=jwt_secret, timeout=timeout
+    )
+    identity = transport.token_identity(access_token) if access_token else None
+    return AsyncTessera(transport, identity, retry=retry)

@@ -1,0 +1,327 @@
+"""The sync twin of :class:`AsyncTessera`, for scripts, notebooks, Django and workers.
+
+It runs the async client on a private event loop in a background thread, so there is one
+implementation of every call, its retries and its error mapping. The methods are kept by
+hand, name for name and parameter for parameter; a test checks that both clients match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from tessera_client._client import AsyncTessera, RetryPolicy, connect, from_supabase
+from tessera_client._identity import Identity
+from tessera_client._models import (
+    Attendee,
+    Availability,
+    Booking,
+    Change,
+    Event,
+    EventStatus,
+    PromotionMode,
+    WaitlistEntry,
+    WaitlistPolicy,
+)
+from tessera_client._transports._base import Transport
+
+__all__ = ["Tessera", "connect_sync", "from_supabase_sync"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread; coroutines are submitted to it."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="tessera-sync-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a sync Tessera client cannot be used from its own loop")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def build(self, factory: Callable[[], T]) -> T:
+        """Call ``factory`` on the loop, so the objects it makes belong to that loop."""
+
+        async def inside() -> T:
+            return factory()
+
+        return self.run(inside())
+
+    def stop(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class Tessera:
+    """Tessera's sync client: every method of :class:`AsyncTessera`, blocking.
+
+    Create it with :func:`connect_sync` or :func:`from_supabase_sync`; use it as a context
+    manager (or call :meth:`close`) to release the pool and the background loop.
+
+    Example:
+        >>> with tessera_client.connect_sync(dsn) as tessera:
+        ...     bob = tessera.as_user(bob_id)
+        ...     booking = bob.book(event_id, seats=2)
+    """
+
+    def __init__(self, client: AsyncTessera, loop: _LoopThread, *, owner: bool = True) -> None:
+        self._async = client
+        self._loop = loop
+        self._owner = owner
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run(coro)
+
+    def _scoped(self, client: AsyncTessera) -> Tessera:
+        return Tessera(client, self._loop, owner=False)
+
+    # -- identity and lifecycle -----------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        """Who this client acts as."""
+        return self._async.identity
+
+    @property
+    def transport(self) -> Transport:
+        """The transport (``transport.name`` is ``"postgres"`` or ``"supabase"``)."""
+        return self._async.transport
+
+    def as_user(self, user: uuid.UUID | str, *, email: str | None = None) -> Tessera:
+        """A client acting as a user, by id or access token. See :meth:`AsyncTessera.as_user`."""
+        return self._scoped(self._async.as_user(user, email=email))
+
+    def as_service(self) -> Tessera:
+        """A client acting as ``service_role``. See :meth:`AsyncTessera.as_service`."""
+        return self._scoped(self._async.as_service())
+
+    def as_anonymous(self) -> Tessera:
+        """A client acting as role ``anon``."""
+        return self._scoped(self._async.as_anonymous())
+
+    def sign_in(self, email: str, password: str) -> Tessera:
+        """A client for a password session. See :meth:`AsyncTessera.sign_in`."""
+        return self._scoped(self._run(self._async.sign_in(email, password)))
+
+    def open(self) -> Self:
+        """Connect now instead of at the first call."""
+        self._run(self._async.open())
+        return self
+
+    def close(self) -> None:
+        """Close the connections and the background loop (scoped clients do nothing)."""
+        if self._owner:
+            try:
+                self._run(self._async.close())
+            finally:
+                self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- events ---------------------------------------------------------------------------
+
+    def create_event(
+        self,
+        title: str,
+        capacity: int,
+        starts_at: datetime,
+        *,
+        ends_at: datetime | None = None,
+        description: str | None = None,
+        venue: str | None = None,
+        max_seats_per_booking: int | None = None,
+        waitlist_enabled: bool | None = None,
+        waitlist_limit: int | None = None,
+        waitlist_policy: WaitlistPolicy | str | None = None,
+        promotion_mode: PromotionMode | str | None = None,
+        offer_ttl: timedelta | None = None,
+        sales_open_at: datetime | None = None,
+        sales_close_at: datetime | None = None,
+        publish: bool | None = None,
+    ) -> Event:
+        """Create an event. See :meth:`AsyncTessera.create_event`."""
+        return self._run(
+            self._async.create_event(
+                title,
+                capacity,
+                starts_at,
+                ends_at=ends_at,
+                description=description,
+                venue=venue,
+                max_seats_per_booking=max_seats_per_booking,
+                waitlist_enabled=waitlist_enabled,
+                waitlist_limit=waitlist_limit,
+                waitlist_policy=waitlist_policy,
+                promotion_mode=promotion_mode,
+                offer_ttl=offer_ttl,
+                sales_open_at=sales_open_at,
+                sales_close_at=sales_close_at,
+                publish=publish,
+            )
+        )
+
+    def publish_event(self, event_id: uuid.UUID) -> Event:
+        """Publish a draft. See :meth:`AsyncTessera.publish_event`."""
+        return self._run(self._async.publish_event(event_id))
+
+    def cancel_event(self, event_id: uuid.UUID) -> Event:
+        """Cancel an event. See :meth:`AsyncTessera.cancel_event`."""
+        return self._run(self._async.cancel_event(event_id))
+
+    def set_capacity(self, event_id: uuid.UUID, capacity: int) -> Event:
+        """Change the capacity. See :meth:`AsyncTessera.set_capacity`."""
+        return self._run(self._async.set_capacity(event_id, capacity))
+
+    def list_events(
+        self,
+        *,
+        status: EventStatus | str | None = None,
+        organizer_id: uuid.UUID | None = None,
+        starts_after: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Events the caller may see. See :meth:`AsyncTessera.list_events`."""
+        return self._run(
+            self._async.list_events(
+                status=status, organizer_id=organizer_id, starts_after=starts_after, limit=limit
+            )
+        )
+
+    def get_event(self, event_id: uuid.UUID) -> Event:
+        """One event. See :meth:`AsyncTessera.get_event`."""
+        return self._run(self._async.get_event(event_id))
+
+    def availability(self, event_id: uuid.UUID) -> Availability:
+        """Seats and waitlist now. See :meth:`AsyncTessera.availability`."""
+        return self._run(self._async.availability(event_id))
+
+    def changes(
+        self, event_id: uuid.UUID, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[Change]:
+        """Ledger entries after a position. See :meth:`AsyncTessera.changes`."""
+        return self._run(self._async.changes(event_id, after_seq=after_seq, limit=limit))
+
+    def attendees(self, event_id: uuid.UUID) -> list[Attendee]:
+        """An event's attendees (organizer). See :meth:`AsyncTessera.attendees`."""
+        return self._run(self._async.attendees(event_id))
+
+    def waitlist(self, event_id: uuid.UUID) -> list[WaitlistEntry]:
+        """An event's waitlist (organizer). See :meth:`AsyncTessera.waitlist`."""
+        return self._run(self._async.waitlist(event_id))
+
+    def expire_offers(self) -> int:
+        """Expire overdue offers (service role). See :meth:`AsyncTessera.expire_offers`."""
+        return self._run(self._async.expire_offers())
+
+    # -- bookings -------------------------------------------------------------------------
+
+    def book(
+        self, event_id: uuid.UUID, seats: int = 1, *, idempotency_key: str | None = None
+    ) -> Booking:
+        """Book seats or join the waitlist. See :meth:`AsyncTessera.book`."""
+        return self._run(self._async.book(event_id, seats, idempotency_key=idempotency_key))
+
+    def cancel(self, booking_id: uuid.UUID) -> Booking:
+        """Cancel a booking. See :meth:`AsyncTessera.cancel`."""
+        return self._run(self._async.cancel(booking_id))
+
+    def claim_offer(self, booking_id: uuid.UUID) -> Booking:
+        """Claim an offer. See :meth:`AsyncTessera.claim_offer`."""
+        return self._run(self._async.claim_offer(booking_id))
+
+    def waitlist_position(self, booking_id: uuid.UUID) -> int | None:
+        """A waiting booking's position. See :meth:`AsyncTessera.waitlist_position`."""
+        return self._run(self._async.waitlist_position(booking_id))
+
+    def my_bookings(self) -> list[Booking]:
+        """The caller's bookings. See :meth:`AsyncTessera.my_bookings`."""
+        return self._run(self._async.my_bookings())
+
+
+def _start(factory: Callable[[], AsyncTessera]) -> Tessera:
+    loop = _LoopThread()
+    try:
+        return Tessera(loop.build(factory), loop)
+    except BaseException:
+        loop.stop()
+        raise
+
+
+def connect_sync(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout: float = 10.0,
+    jwt_secret: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> Tessera:
+    """The sync twin of :func:`connect`.
+
+    Example:
+        >>> with connect_sync("postgresql://authenticator:…@localhost:54322/postgres") as db:
+        ...     print(db.as_user(alice_id).my_bookings())
+    """
+    return _start(
+        lambda: connect(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            jwt_secret=jwt_secret,
+            retry=retry,
+        )
+    )
+
+
+def from_supabase_sync(
+    url: str,
+    key: str,
+    *,
+    access_token: str | None = None,
+    service_key: str | None = None,
+    jwt_secret: str | None = None,
+    timeout: float = 30.0,
+    retry: RetryPolicy | None = None,
+) -> Tessera:
+    """The sync twin of :func:`from_supabase`.
+
+    Example:
+        >>> with from_supabase_sync(os.environ["SUPABASE_URL"], anon_key) as tessera:
+        ...     print(tessera.list_events())
+    """
+    return _start(
+        lambda: from_supabase(
+            url,
+            key,
+            access_token=access_token,
+            service_key=service_key,
+            jwt_secret=jwt_secret,
+            timeout=timeout,
+            retry=retry,
+        )
+    )

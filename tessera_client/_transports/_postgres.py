@@ -1,0 +1,246 @@
+"""Direct PostgreSQL transport: psycopg 3 with an async connection pool.
+
+It logs in as a server role (``authenticator``, like PostgREST, or ``postgres``) and runs
+each call as PostgREST does::
+
+    begin;
+    select set_config('role', 'authenticated', true),
+           set_config('request.jwt.claims', '{"sub": "…", "role": "authenticated"}', true);
+    select * from public.book_event("event_id" => $1, "seats" => $2, …);
+    commit;
+
+Both settings are transaction-local and nothing else is left on the connection (no
+server-side prepared statements, no ``SET``, no ``LISTEN``), so it works through PgBouncer
+or Supavisor in transaction-pooling mode.
+
+Driver errors are translated here and only here: a lost connection before ``COMMIT`` was
+sent means the server rolled back (:class:`Unavailable`); during ``COMMIT`` nobody knows
+(:class:`OutcomeUnknown`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from tessera_client._errors import (
+    AuthenticationFailed,
+    OutcomeUnknown,
+    TesseraError,
+    Unavailable,
+    error_for,
+)
+from tessera_client._identity import Identity
+from tessera_client._transports._base import OPERATORS_SQL, Returns, Select
+
+__all__ = ["PostgresTransport"]
+
+_PREAMBLE = "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
+# The server is gone or is going away: the transaction did not survive.
+_CONNECTION_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+class PostgresTransport:
+    """Calls Tessera's functions over a psycopg connection pool.
+
+    Args:
+        dsn: Connection string of the login role (``authenticator`` or ``postgres``).
+        min_size: Connections kept open.
+        max_size: Most connections open at once.
+        timeout: Seconds a call waits for a free connection before :class:`Unavailable`.
+        jwt_secret: Verifies tokens given to ``as_user`` (HS256). Without it their claims
+            are taken as they are.
+        application_name: Shown in ``pg_stat_activity`` unless the DSN sets one.
+    """
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        jwt_secret: str | None = None,
+        application_name: str = "tessera",
+    ) -> None:
+        options: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+        if "application_name" not in psycopg.conninfo.conninfo_to_dict(dsn):
+            options["application_name"] = application_name
+        self._jwt_secret = jwt_secret
+        self._timeout = timeout
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            kwargs=options,
+            name="tessera",
+        )
+        self._opened = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the pool and wait for its first connections."""
+        if self._opened:
+            return
+        self._opened = True
+        try:
+            await self._pool.open(wait=True, timeout=self._timeout)
+        except PoolTimeout as exc:
+            raise Unavailable("could not connect to the database", detail=str(exc)) from exc
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
+
+    # -- identities -----------------------------------------------------------------------
+
+    def anonymous_identity(self) -> Identity:
+        """Role ``anon``."""
+        return Identity.anonymous()
+
+    def service_identity(self) -> Identity:
+        """Role ``service_role``."""
+        return Identity.service()
+
+    def user_identity(self, user_id: uuid.UUID, email: str | None = None) -> Identity:
+        """Claims for a user, as supabase-auth would put them in the user's token."""
+        return Identity.user(user_id, email=email)
+
+    def token_identity(self, token: str) -> Identity:
+        """Claims of ``token``, verified when the transport has a JWT secret."""
+        try:
+            return Identity.from_jwt(token, self._jwt_secret)
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationFailed(f"invalid token: {exc}", code="PGRST301") from exc
+
+    async def sign_in(self, email: str, password: str) -> Identity:
+        """Not available: password sign-in is supabase-auth's job."""
+        raise NotImplementedError(
+            "password sign-in needs the Supabase transport; with a direct connection use "
+            "as_user(user_id) or as_user(access_token)"
+        )
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def call(
+        self,
+        identity: Identity,
+        function: str,
+        args: Mapping[str, Any],
+        *,
+        returns: Returns,
+        read_only: bool,
+    ) -> Any:
+        """``select * from public.function(name => value, …)`` as ``identity``."""
+        arguments = sql.SQL(", ").join(
+            sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in args
+        )
+        query = sql.SQL("select * from {}.{}({})").format(
+            sql.Identifier("public"), sql.Identifier(function), arguments
+        )
+        rows = await self._run(identity, query, dict(args))
+        if returns == "many":
+            return rows
+        if not rows:
+            return None
+        if returns == "scalar":
+            return next(iter(rows[0].values()))
+        return rows[0]
+
+    async def select(self, identity: Identity, query: Select) -> list[Mapping[str, Any]]:
+        """``select … from public.table where … order by … limit …`` as ``identity``."""
+        columns: sql.Composable = sql.SQL("*")
+        if query.columns:
+            columns = sql.SQL(", ").join(sql.Identifier(column) for column in query.columns)
+        parts: list[sql.Composable] = [
+            sql.SQL("select {} from {}.{}").format(
+                columns, sql.Identifier("public"), sql.Identifier(query.table)
+            )
+        ]
+        params: list[Any] = []
+        if query.filters:
+            conditions = []
+            for condition in query.filters:
+                conditions.append(
+                    sql.SQL("{} {} %s").format(
+                        sql.Identifier(condition.column), sql.SQL(OPERATORS_SQL[condition.op])
+                    )
+                )
+                params.append(condition.value)
+            parts.append(sql.SQL("where {}").format(sql.SQL(" and ").join(conditions)))
+        if query.order:
+            parts.append(
+                sql.SQL("order by {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(
+                            sql.Identifier(column), sql.SQL("desc" if descending else "asc")
+                        )
+                        for column, descending in query.order
+                    )
+                )
+            )
+        if query.limit is not None:
+            parts.append(sql.SQL("limit %s"))
+            params.append(query.limit)
+        return list(await self._run(identity, sql.SQL(" ").join(parts), params))
+
+    async def _run(
+        self, identity: Identity, query: sql.Composed, params: Any
+    ) -> list[dict[str, Any]]:
+        """One transaction: the PostgREST preamble, then ``query``."""
+        if not self._opened:
+            await self.open()
+        committing = False
+        try:
+            async with self._pool.connection() as conn:
+                try:
+                    async with conn.transaction():
+                        async with conn.cursor(row_factory=dict_row) as cur:
+                            await cur.execute(
+                                _PREAMBLE, (identity.role, json.dumps(dict(identity.claims)))
+                            )
+                            await cur.execute(query, params)
+                            rows = await cur.fetchall() if cur.description else []
+                        committing = True  # leaving the block sends COMMIT
+                except psycopg.Error as exc:
+                    raise await self._translate(exc, committing) from exc
+        except (PoolTimeout, PoolClosed) as exc:
+            raise Unavailable("no database connection available", detail=str(exc)) from exc
+        return rows
+
+    async def _translate(self, exc: psycopg.Error, committing: bool) -> TesseraError:
+        """The Tessera error for a driver error (the one place that reads psycopg errors)."""
+        state = exc.sqlstate
+        lost = isinstance(exc, psycopg.OperationalError) and (
+            state is None or state.startswith("08") or state in _CONNECTION_LOST_STATES
+        )
+        if not lost:
+            diag = exc.diag
+            return error_for(
+                state, diag.message_primary or str(exc), diag.message_detail, diag.message_hint
+            )
+        # Other pooled connections probably died with this one: drop them before a retry.
+        await self._pool.check()
+        if committing:
+            return OutcomeUnknown(
+                "the connection was lost while committing; the call may have taken effect",
+                detail=str(exc).strip() or None,
+            )
+        return Unavailable(
+            "the connection to the database was lost; nothing was committed",
+            code=state or None,
+            detail=str(exc).strip() or None,
+        )
