@@ -6,16 +6,23 @@ import os
 
 import typer
 
-from tessera_client.cli import db, dev
+from tessera_client.cli import bookings, db, demo, dev, doctor, events, users, watch
 
 app = typer.Typer(
     name="tessera",
     help="Tessera: event booking whose rules live in PostgreSQL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 app.add_typer(dev.app, name="dev")
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
+app.add_typer(events.app, name="events")
+bookings.register(app)
+app.command()(watch.watch)
+app.command()(demo.demo)
+app.command()(doctor.doctor)
 
 
 @app.callback()
