@@ -54,6 +54,9 @@ def test_up_twice_is_a_no_op_and_down_leaves_no_process() -> None:
         with psycopg.connect(stack.db_url) as conn:
             conn.execute("create table public.survivor (id int)")
             conn.commit()
+            # No Supabase Realtime server locally: the ledger is not broadcast to it.
+            setting = conn.execute("select current_setting('tessera.realtime_broadcast', true)")
+            assert setting.fetchone() == ("off",)
         assert stack.down() is True
         assert _postgres_processes(data_dir) == []
         assert stack.down() is False

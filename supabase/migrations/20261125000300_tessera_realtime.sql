@@ -12,11 +12,18 @@
 -- process reads public.ledger_feed(after_seq), which only returns entries below the ledger
 -- horizon, so a poller never skips an entry that commits late.
 
+-- Broadcasting costs two inserts into realtime.messages per ledger entry. A database with no
+-- Supabase Realtime server reading them (the local stack) turns it off with
+--   alter database <db> set tessera.realtime_broadcast = 'off';
+-- Entries still reach direct subscribers through public.ledger_feed.
 create function tessera.publish_ledger_entry() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
+    if current_setting('tessera.realtime_broadcast', true) = 'off' then
+        return null;
+    end if;
     perform realtime.send(
         jsonb_build_object(
             'event_id', new.event_id,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from tessera_client._local import keys
 from tessera_client._local.paths import bootstrap_sql
@@ -223,6 +224,14 @@ class LocalStack:
         """Apply the Supabase-compatibility bootstrap to ``database`` as the superuser."""
         with psycopg.connect(self.url("supabase_admin", database), autocommit=True) as conn:
             conn.execute(bootstrap_sql().read_text())
+            # No Supabase Realtime server reads realtime.messages here: skip broadcasting to
+            # it (direct subscribers read the ledger). TESSERA_REALTIME_BROADCAST=on keeps it.
+            if os.environ.get("TESSERA_REALTIME_BROADCAST", "off") != "on":
+                conn.execute(
+                    sql.SQL("alter database {} set tessera.realtime_broadcast = 'off'").format(
+                        sql.Identifier(database)
+                    )
+                )
 
     def migrate(self, database: str = "postgres") -> list[str]:
         return apply_migrations(self.url("postgres", database), self.migrations_dir)
