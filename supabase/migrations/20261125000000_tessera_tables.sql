@@ -124,7 +124,7 @@ comment on table public.bookings is
 create sequence tessera.queue_tickets as bigint;
 
 -- ===========================================================================================
--- Seat blocks: an event's capacity split over up to 64 rows, so concurrent bookings of one
+-- Seat blocks: an event's capacity split over up to 32 rows, so concurrent bookings of one
 -- hot event lock different rows (FOR UPDATE SKIP LOCKED) instead of queueing on one.
 -- The check below is the second guard of rule 1: even a wrong locking protocol could not
 -- make taken exceed capacity without this statement failing.

@@ -219,7 +219,7 @@ language plpgsql immutable
 set search_path = ''
 as $$
 begin
-    return (select greatest(1, least(64, p_capacity / 8)));
+    return (select greatest(1, least(32, p_capacity / 8)));
 end
 $$;
 
@@ -624,7 +624,7 @@ declare
     v_candidate integer;
     v_waiting integer := 0;
     v_position integer;
-    v_start integer := floor(random() * 64)::integer;  -- spreads bookers over the blocks
+    v_start integer := floor(random() * 32)::integer;  -- spreads bookers over the blocks
 begin
     if idempotency_key is not null and char_length(idempotency_key) not between 1 and 200 then
         raise exception using errcode = '22023', message = 'idempotency_key must be 1 to 200 characters';
@@ -646,9 +646,9 @@ begin
     perform tessera.enforce_rate_limit('book_event');
 
     -- 2. Shared event lock: many bookers at once; cancellations and capacity changes wait.
-    v_event := tessera.visible_event(event_id);
+    -- (Locking an id that names no event is harmless; the event is read once, under the lock.)
     perform tessera.lock_event_shared(event_id);
-    select * into v_event from public.events as e where e.id = event_id;  -- fresh under lock
+    v_event := tessera.visible_event(event_id);
 
     if v_event.status <> 'published' or now() < v_event.sales_open_at
         or now() >= v_event.sales_close_at then
@@ -700,7 +700,7 @@ begin
                 select free.block from tessera.seat_blocks as free
                 where free.event_id = book_event.event_id
                   and not free.waitlist_open and free.capacity - free.taken >= seats
-                order by (free.block + v_start) % 64
+                order by (free.block + v_start) % 32
                 limit 1
                 for update skip locked
             )
@@ -716,7 +716,7 @@ begin
         select free.block into v_candidate from tessera.seat_blocks as free
         where free.event_id = book_event.event_id
           and not free.waitlist_open and free.capacity - free.taken >= seats
-        order by (free.block + v_start) % 64
+        order by (free.block + v_start) % 32
         limit 1;
         exit when v_candidate is null;  -- no single block has room: decide below
         begin
