@@ -62,7 +62,6 @@ async def _cancel_and_watch(
     service = tessera.as_service()
     start_seq = (await service.availability(event_id)).last_seq
     promotions: list[tuple[Change, float]] = []
-    cancelled_at: dict[uuid.UUID, float] = {}
     expected = len(cancels)
 
     async def watch() -> None:
@@ -80,11 +79,16 @@ async def _cancel_and_watch(
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0.2)  # let the subscription start before the first cancellation
+    committed: list[float] = []
     for booking in cancels:
-        cancelled_at[booking.id] = time.perf_counter()
         await tessera.as_user(booking.user_id).cancel(booking.id)
+        committed.append(time.perf_counter())
     await asyncio.wait_for(watcher, timeout=15)
-    return promotions
+    # Each cancellation promotes exactly one waiting booking, in the same order.
+    return [
+        (change, max(0.0, seen - done))
+        for (change, seen), done in zip(promotions, committed, strict=True)
+    ]
 
 
 async def _demo(db_url: str, seats: int, people_count: int, cancels: int, quiet: bool) -> dict:  # type: ignore[type-arg]
@@ -120,6 +124,12 @@ async def _demo(db_url: str, seats: int, people_count: int, cancels: int, quiet:
             )
         confirmed = [b for b in bookings if str(b.status) == "confirmed"]
         promotions = await _cancel_and_watch(tessera, event.id, confirmed[:cancels], quiet)
+        delays = sorted(delay * 1000 for _, delay in promotions)
+        if delays and not quiet:
+            console.print(
+                f"  each promotion arrived {delays[len(delays) // 2]:.0f} ms (median), at most "
+                f"{delays[-1]:.0f} ms after its cancellation returned"
+            )
         waiting = await tessera.as_user(organizer).waitlist(event.id)
         numbers = await tessera.as_service().availability(event.id)
     head_tickets = sorted(
@@ -152,6 +162,7 @@ async def _demo(db_url: str, seats: int, people_count: int, cancels: int, quiet:
         "errors": len(errors),
         "burst_seconds": round(burst_seconds, 3),
         "promotions": len(promotions),
+        "promotion_delay_ms_max": round(max(delays), 1) if delays else None,
         "promotions_fifo": fifo,
         "waiting_after": numbers.waitlist_count,
         "invariant_problems": problems,

@@ -51,6 +51,16 @@ async def _watch(db_url: str, event_id: uuid.UUID, rows: int) -> None:
         numbers = await service.availability(event_id)
         head = (await service.waitlist(event_id))[:rows]
         latest: deque[Change] = deque(maxlen=rows)
+        if not console.is_terminal:  # piped or logged: one line per change
+            async for change in service.watch_event(event_id, after_seq=numbers.last_seq):
+                console.print(
+                    f"seq={change.seq} kind={change.kind} booking={change.booking_id or '-'} "
+                    f"status={change.status or '-'} available={change.seats_available} "
+                    f"waiting={change.waitlist_count}",
+                    soft_wrap=True,
+                )
+            console.print("the event was cancelled; watch ended")
+            return
         with Live(_render(event.title, numbers, head, latest), console=console,
                   screen=True, refresh_per_second=20) as live:  # fmt: skip
             async for change in service.watch_event(event_id, after_seq=numbers.last_seq):
