@@ -114,6 +114,13 @@ begin
             message = 'not signed in',
             hint = 'Call this as a signed-in user (a JWT with a sub claim).';
     end if;
+    -- A token outlives its user (deleted users keep valid JWTs until they expire).
+    if not exists (select 1 from auth.users as u where u.id = v_user) then
+        raise exception using
+            errcode = '42501',
+            message = 'unknown user',
+            hint = 'The signed-in user no longer exists; sign in again.';
+    end if;
     return v_user;
 end
 $$;
