@@ -76,10 +76,11 @@ begin
     select 'waitlist_positions', b.event_id, b.id, 'waiting booking without a unique ticket'
     from public.bookings as b
     where b.status = 'waitlisted' and (only_event is null or b.event_id = only_event)
-      and (b.queue_ticket is null or exists (
-          select 1 from public.bookings as other
-          where other.event_id = b.event_id and other.id <> b.id
-            and other.queue_ticket = b.queue_ticket
+      and (b.queue_ticket is null or (b.event_id, b.queue_ticket) in (
+          select d.event_id, d.queue_ticket from public.bookings as d
+          where d.queue_ticket is not null and (only_event is null or d.event_id = only_event)
+          group by d.event_id, d.queue_ticket
+          having count(*) > 1
       ));
     return query
     select 'waitlist_fifo', b.event_id, b.id,

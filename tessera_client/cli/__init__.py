@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from tessera_client.cli import bookings, db, demo, dev, doctor, events, users, watch
+from tessera_client.cli import bench, bookings, db, demo, dev, doctor, events, users, watch
 
 app = typer.Typer(
     name="tessera",
@@ -19,6 +19,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(events.app, name="events")
+app.add_typer(bench.app, name="bench")
 bookings.register(app)
 app.command()(watch.watch)
 app.command()(demo.demo)
