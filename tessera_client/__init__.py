@@ -9,6 +9,12 @@ The SDK calls Tessera's SQL functions, directly over PostgreSQL or through Supab
 
 :class:`Tessera` (with :func:`connect_sync` and :func:`from_supabase_sync`) is the blocking
 twin of :class:`AsyncTessera`.
+
+Changes arrive live, once each and in order, with ``watch_event`` and ``watch_my_bookings``::
+
+    async with tessera.watch_event(event_id) as changes:
+        async for change in changes:
+            print(change.kind, change.seats_available)
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ from tessera_client._models import (
     WaitlistEntry,
     WaitlistPolicy,
 )
-from tessera_client._sync import Tessera, connect_sync, from_supabase_sync
+from tessera_client._realtime import ChangeStream
+from tessera_client._sync import ChangeIterator, Tessera, connect_sync, from_supabase_sync
 
 __version__ = "0.1.0"
 
@@ -70,7 +77,9 @@ __all__ = [
     "BookingStatus",
     "CapacityConflict",
     "Change",
+    "ChangeIterator",
     "ChangeKind",
+    "ChangeStream",
     "Event",
     "EventNotFound",
     "EventStatus",

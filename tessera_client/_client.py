@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 from tessera_client._errors import (
     EventNotFound,
     OutcomeUnknown,
+    PermissionDenied,
     TransactionConflict,
     Unavailable,
 )
@@ -34,6 +35,7 @@ from tessera_client._models import (
     WaitlistEntry,
     WaitlistPolicy,
 )
+from tessera_client._realtime import ChangeStream, Topic
 from tessera_client._transports._base import Filter, Returns, Select, Transport
 
 __all__ = ["AsyncTessera", "RetryPolicy", "connect", "from_supabase"]
@@ -602,6 +604,69 @@ class AsyncTessera:
         """
         rows = await self._call("my_bookings", {}, "many", read_only=True)
         return [Booking.from_row(row) for row in rows]
+
+    # -- realtime -------------------------------------------------------------------------
+
+    def watch_event(self, event_id: uuid.UUID, *, after_seq: int | None = None) -> ChangeStream:
+        """Follow an event live: every ledger entry, once each, in ``seq`` order.
+
+        Each :class:`Change` carries the event's availability right after it. Who an entry
+        is about is visible as :meth:`changes` shows it: to the organizer (and the service
+        role) always, to others only for their own bookings. The stream reconnects on its
+        own and catches up from its last position, so nothing is skipped or repeated; it
+        ends after the event's ``event_cancelled`` entry (watching an event that is already
+        cancelled yields that final entry and ends).
+
+        Args:
+            event_id: The event.
+            after_seq: Start after this position (a ``Change.seq`` or
+                ``Availability.last_seq`` seen before) to resume without a gap. By default
+                only entries from now on.
+
+        Returns:
+            A :class:`ChangeStream`: iterate it with ``async for``; close it with ``async
+            with`` or ``aclose()``.
+
+        Raises:
+            EventNotFound: No such event visible to the caller (on ``start``, ``async with``
+                or the first iteration).
+
+        Example:
+            >>> async with tessera.watch_event(event.id) as changes:
+            ...     async for change in changes:
+            ...         print(change.kind, change.seats_available, change.waitlist_count)
+        """
+        return ChangeStream(self, Topic("event", event_id), after_seq)
+
+    def watch_my_bookings(self, *, after_seq: int | None = None) -> ChangeStream:
+        """Follow the calling user's bookings live: promotions, offers, cancellations, …
+
+        Every ledger entry about one of the caller's bookings, once each, in ``seq`` order,
+        across reconnects; ``status``, ``waitlist_position`` and ``offer_expires_at`` say
+        where the booking stands after the change.
+
+        Args:
+            after_seq: Start after this position (the last ``Change.seq`` handled) to
+                resume without a gap. By default only entries from now on.
+
+        Returns:
+            A :class:`ChangeStream` that never ends by itself.
+
+        Raises:
+            PermissionDenied: The caller is not a signed-in user.
+
+        Example:
+            >>> async with bob.watch_my_bookings() as mine:
+            ...     async for change in mine:
+            ...         if change.status == "offered":
+            ...             await bob.claim_offer(change.booking_id)
+        """
+        user_id = self._identity.user_id
+        if user_id is None or self._identity.role != "authenticated":
+            raise PermissionDenied(
+                "not signed in", hint="Watch your bookings as a signed-in user (as_user)."
+            )
+        return ChangeStream(self, Topic("user", user_id), after_seq)
 
 
 def connect(

@@ -28,9 +28,10 @@ from tessera_client._models import (
     WaitlistEntry,
     WaitlistPolicy,
 )
+from tessera_client._realtime import ChangeStream
 from tessera_client._transports._base import Transport
 
-__all__ = ["Tessera", "connect_sync", "from_supabase_sync"]
+__all__ = ["ChangeIterator", "Tessera", "connect_sync", "from_supabase_sync"]
 
 T = TypeVar("T")
 
@@ -65,6 +66,57 @@ class _LoopThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+class ChangeIterator:
+    """The blocking twin of :class:`ChangeStream`: iterate it with ``for``.
+
+    Each ``next()`` waits on the client's background loop for the next entry. Use it as a
+    context manager (or call :meth:`close`) to unsubscribe.
+
+    Example:
+        >>> with tessera.watch_event(event.id) as changes:
+        ...     for change in changes:
+        ...         print(change.kind, change.seats_available)
+    """
+
+    def __init__(self, stream: ChangeStream, loop: _LoopThread) -> None:
+        self._stream = stream
+        self._loop = loop
+
+    @property
+    def last_seq(self) -> int | None:
+        """The position of the last entry delivered (or the start position)."""
+        return self._stream.last_seq
+
+    def start(self) -> Self:
+        """Subscribe now rather than on the first ``next()``. See :meth:`ChangeStream.start`."""
+        self._loop.run(self._stream.start())
+        return self
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Change:
+        try:
+            return self._loop.run(self._stream.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Unsubscribe."""
+        self._loop.run(self._stream.aclose())
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class Tessera:
@@ -260,6 +312,16 @@ class Tessera:
     def my_bookings(self) -> list[Booking]:
         """The caller's bookings. See :meth:`AsyncTessera.my_bookings`."""
         return self._run(self._async.my_bookings())
+
+    # -- realtime -------------------------------------------------------------------------
+
+    def watch_event(self, event_id: uuid.UUID, *, after_seq: int | None = None) -> ChangeIterator:
+        """Follow an event live, blocking. See :meth:`AsyncTessera.watch_event`."""
+        return ChangeIterator(self._async.watch_event(event_id, after_seq=after_seq), self._loop)
+
+    def watch_my_bookings(self, *, after_seq: int | None = None) -> ChangeIterator:
+        """Follow your bookings live, blocking. See :meth:`AsyncTessera.watch_my_bookings`."""
+        return ChangeIterator(self._async.watch_my_bookings(after_seq=after_seq), self._loop)
 
 
 def _start(factory: Callable[[], AsyncTessera]) -> Tessera:

@@ -8,8 +8,8 @@ classes; in particular it tells a failure where nothing was done (:class:`Unavai
 :class:`TransactionConflict`) from one where the call may have taken effect
 (:class:`OutcomeUnknown`), which decides whether the client may retry.
 
-Realtime subscriptions will be one more method here; the client already passes identities
-(with their bearer tokens) that a channel needs.
+It also provides the notifier behind realtime subscriptions (:meth:`Transport.realtime`):
+a ledger poller for direct connections, Supabase Realtime channels for the Supabase API.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tessera_client._identity import Identity
+
+if TYPE_CHECKING:
+    from tessera_client._realtime import Notifier
 
 __all__ = ["Filter", "Operator", "Returns", "Select", "Transport"]
 
@@ -127,3 +130,6 @@ class Transport(Protocol):
 
     async def select(self, identity: Identity, query: Select) -> list[Mapping[str, Any]]:
         """The rows of ``query``, in one read-only transaction."""
+
+    def realtime(self) -> Notifier:
+        """What tells subscriptions about new ledger entries (one per transport)."""

@@ -11,7 +11,9 @@ each call as PostgREST does::
 
 Both settings are transaction-local and nothing else is left on the connection (no
 server-side prepared statements, no ``SET``, no ``LISTEN``), so it works through PgBouncer
-or Supavisor in transaction-pooling mode.
+or Supavisor in transaction-pooling mode. Realtime subscriptions are the exception: their
+:class:`~tessera_client._realtime.LedgerPoller` keeps one connection of its own, outside the
+pool, with session settings, so it needs a direct or session-pooled address.
 
 Driver errors are translated here and only here: a lost connection before ``COMMIT`` was
 sent means the server rolled back (:class:`Unavailable`); during ``COMMIT`` nobody knows
@@ -39,6 +41,7 @@ from tessera_client._errors import (
     error_for,
 )
 from tessera_client._identity import Identity
+from tessera_client._realtime import LedgerPoller
 from tessera_client._transports._base import OPERATORS_SQL, Returns, Select
 
 __all__ = ["PostgresTransport"]
@@ -78,6 +81,8 @@ class PostgresTransport:
             options["application_name"] = application_name
         self._jwt_secret = jwt_secret
         self._timeout = timeout
+        self._dsn = dsn
+        self._poller: LedgerPoller | None = None
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             dsn,
             min_size=min_size,
@@ -102,8 +107,24 @@ class PostgresTransport:
             raise Unavailable("could not connect to the database", detail=str(exc)) from exc
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Stop the realtime poller and close the pool."""
+        if self._poller is not None:
+            await self._poller.close()
+            self._poller = None
         await self._pool.close()
+
+    # -- realtime -------------------------------------------------------------------------
+
+    def realtime(self) -> LedgerPoller:
+        """The ledger poller shared by every subscription of this transport (made on first use).
+
+        It has a connection of its own, outside the pool, kept for as long as there are
+        subscriptions; it needs a direct or session-pooled connection (its role is a session
+        setting), not transaction pooling.
+        """
+        if self._poller is None:
+            self._poller = LedgerPoller(self._dsn, timeout=self._timeout)
+        return self._poller
 
     # -- identities -----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from tessera_client._errors import (
 )
 from tessera_client._identity import Identity
 from tessera_client._local import keys
+from tessera_client._realtime_supabase import SupabaseRealtime
 from tessera_client._transports._base import Returns, Select
 
 __all__ = ["SupabaseTransport"]
@@ -95,6 +96,7 @@ class SupabaseTransport:
         self._timeout = timeout
         self._client: AsyncClient | None = None
         self._http: httpx.AsyncClient | None = None
+        self._realtime: SupabaseRealtime | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -117,7 +119,10 @@ class SupabaseTransport:
             await http.aclose()
 
     async def close(self) -> None:
-        """Close the HTTP connections."""
+        """Close the Realtime sockets and the HTTP connections."""
+        if self._realtime is not None:
+            await self._realtime.close()
+            self._realtime = None
         self._client = None
         if self._http is not None:
             await self._http.aclose()
@@ -232,21 +237,38 @@ class SupabaseTransport:
         data = await self._execute(builder)
         return list(data)
 
+    async def _credentials(self, identity: Identity) -> tuple[str, str]:
+        """The bearer token and the ``apikey`` to act as ``identity``."""
+        if identity.refresh is not None:
+            return await identity.refresh(), self._key
+        if identity.token is not None:
+            return identity.token, self._key
+        if identity.role == "service_role" and self._service_key is not None:
+            return self._service_key, self._service_key
+        return self._key, self._key
+
     async def _postgrest(self, identity: Identity) -> AsyncPostgrestClient:
         """A postgrest client sharing the HTTP session, carrying the identity's token."""
         client = await self.supabase()
-        api_key = self._key
-        if identity.refresh is not None:
-            token = await identity.refresh()
-        elif identity.token is not None:
-            token = identity.token
-        elif identity.role == "service_role" and self._service_key is not None:
-            token = api_key = self._service_key
-        else:
-            token = self._key
+        token, api_key = await self._credentials(identity)
         scoped = client.postgrest.schema("public").auth(token)
         scoped.headers["apikey"] = api_key
         return scoped
+
+    # -- realtime -------------------------------------------------------------------------
+
+    def realtime(self) -> SupabaseRealtime:
+        """Supabase Realtime channels, one socket per identity (made on first use)."""
+        if self._realtime is None:
+
+            async def token_for(identity: Identity) -> str:
+                token, _ = await self._credentials(identity)
+                return token
+
+            self._realtime = SupabaseRealtime(
+                self._url, self._key, token_for, timeout=min(self._timeout, 10.0)
+            )
+        return self._realtime
 
     async def _execute(self, builder: Any) -> Any:
         """Send a request built by postgrest-py; its errors become Tessera's."""

@@ -42,7 +42,7 @@ def test_every_rpc_and_read_has_a_method() -> None:
 
 
 def test_async_methods_are_coroutines_and_sync_ones_are_not() -> None:
-    scoping = {"as_user", "as_service", "as_anonymous"}
+    scoping = {"as_user", "as_service", "as_anonymous", "watch_event", "watch_my_bookings"}
     for name in public_methods(AsyncTessera):
         assert inspect.iscoroutinefunction(getattr(AsyncTessera, name)) != (name in scoping), name
         assert not inspect.iscoroutinefunction(getattr(Tessera, name)), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .realtime import RealtimeStandIn
 from .supabase import RecordedRequest, SupabaseStandIn
 
-__all__ = ["RecordedRequest", "SupabaseStandIn"]
+__all__ = ["RealtimeStandIn", "RecordedRequest", "SupabaseStandIn"]

@@ -18,6 +18,10 @@ PostgreSQL, just the part of them the SDK's Supabase transport uses, and nothing
   :func:`tessera_client._identity.hash_password` (supabase-auth itself uses bcrypt) and
   answers with a session whose access token is signed with the same secret.
 
+Realtime (``/realtime/v1/websocket``) is answered with a redirect to
+:attr:`SupabaseStandIn.realtime_url` when it is set: the Realtime stand-in of
+``tests/standins/realtime.py``.
+
 Faults for retry tests: :meth:`fail_next` answers the next requests with 503 before
 touching the database; :meth:`drop_reply_after_commit` commits the next call and then closes
 the connection without answering, like a reply lost on the way back.
@@ -143,6 +147,8 @@ class SupabaseStandIn:
         )
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.realtime_url: str | None = None
+        """Where ``/realtime/v1/…`` is redirected: a :class:`RealtimeStandIn`'s ``url``."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -416,6 +422,14 @@ class _Handler(BaseHTTPRequestHandler):
     server_standin: SupabaseStandIn
 
     def do_GET(self) -> None:
+        realtime = self.server_standin.realtime_url
+        if realtime is not None and self.path.startswith("/realtime/v1/"):
+            # Realtime runs next door (tests/standins/realtime.py); websocket clients follow.
+            self.send_response(307)
+            self.send_header("Location", realtime + self.path.removeprefix("/realtime/v1"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self._serve("GET")
 
     def do_POST(self) -> None:
