@@ -368,14 +368,14 @@ def render(run: Run) -> str:
             "",
             "## Known findings",
             "",
-            "Problems the suite found that are tracked by an expected-failure test until fixed "
-            "(they are not counted as violations above).",
+            "Problems the suite found, re-checked on every run; the test named guards each one "
+            "(an open finding is not counted as a violation above).",
             "",
             "| Finding | Status | Observed | Test |",
             "|---|---|---|---|",
         ]
         for finding in run.findings:
-            status = "open" if finding.still_open else "fixed (remove the xfail)"
+            status = "open" if finding.still_open else "fixed"
             lines.append(
                 f"| {_cell(finding.title)} | {status} | {_cell(finding.observed)} "
                 f"| `{finding.test}` |"
