@@ -18,6 +18,7 @@ Every error keeps the four fields PostgreSQL and PostgREST report: ``code`` (the
     ├── AuthenticationFailed      class 28, rejected passwords and tokens (PGRST301-303)
     ├── TransactionConflict       40001, 40P01 (class 40); retried before it is raised
     ├── LimitExceeded             class 54
+    ├── TimedOut                  57014 statement_timeout, 55P03 lock_timeout
     ├── InternalError             class XX: a broken invariant, a bug to report
     └── TransportError            the database or the API did not answer
         ├── Unavailable           nothing was done; retried before it is raised
@@ -49,6 +50,7 @@ __all__ = [
     "SalesClosed",
     "SoldOut",
     "TesseraError",
+    "TimedOut",
     "TransactionConflict",
     "TransportError",
     "Unavailable",
@@ -176,6 +178,10 @@ class TransactionConflict(TesseraError, code="40001", sqlstate_class="40"):
 
 class LimitExceeded(TesseraError, code="54000", sqlstate_class="54"):
     """A limit of the database was exceeded."""
+
+
+class TimedOut(TesseraError, code="57014", aliases=("55P03",)):
+    """The call took longer than statement_timeout or lock_timeout allow; nothing was done."""
 
 
 class InternalError(TesseraError, code="XX000", sqlstate_class="XX"):

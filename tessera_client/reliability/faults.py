@@ -30,11 +30,10 @@ import psycopg
 from tessera_client import (
     AsyncTessera,
     Booking,
-    InternalError,
     OutcomeUnknown,
     RetryPolicy,
     TesseraError,
-    TransportError,
+    TimedOut,
     Unavailable,
     connect,
 )
@@ -333,9 +332,7 @@ async def _time_out_one(database: Database, result: PartResult, stage: Stage, se
         label = f"{type(error).__name__} {sqlstate_of(error)}" if error else "no error"
         result.record(f"{stage.name} under {setting}", label)
         result.expect(
-            isinstance(error, TesseraError)
-            and not isinstance(error, InternalError | TransportError)
-            and error.code in ("55P03", "57014"),
+            isinstance(error, TimedOut) and error.code in ("55P03", "57014"),
             f"a timeout is a clear Tessera error: {stage.name} under {setting} raised {error!r}",
         )
         _unchanged(database, result, before, f"{stage.name} under {setting}", stage.event_id)

@@ -234,3 +234,11 @@ async def test_each_sqlstate_keeps_its_class_and_fields(backend: Backend, code: 
         "some detail",
         "some hint",
     )
+
+
+def test_timeouts_have_their_own_class() -> None:
+    from tessera_client import TimedOut
+    from tessera_client._errors import error_class_for
+
+    assert error_class_for("57014") is TimedOut  # statement_timeout
+    assert error_class_for("55P03") is TimedOut  # lock_timeout
