@@ -553,3 +553,12 @@ def check_stored_as_given(
         ).fetchone()
         if stored != (args["idempotency_key"],):
             problems.append(f"book_event stored key {stored!r}, sent {args['idempotency_key']!r}")
+
+
+def test_signed_in_users_cannot_read_who_caused_a_ledger_entry(world: World) -> None:
+    # The actor of an entry on your booking may be another user (a cancellation promoted you).
+    with pytest.raises(psycopg.Error) as excinfo:
+        run_as(world.actors["A"], "select actor_id from public.ledger")
+    assert excinfo.value.sqlstate == "42501"
+    rows, _ = run_as(world.actors["A"], "select seq, user_id from public.ledger")
+    assert rows and all(row["user_id"] == world.users["A"] for row in rows)

@@ -53,6 +53,13 @@ grant select (
     sales_open_at, sales_close_at, waitlist_enabled, waitlist_limit, waitlist_policy,
     promotion_mode, offer_ttl, created_at, updated_at, published_at, cancelled_at
 ) on public.events to anon;
+-- A ledger row's actor may be another user (whoever's cancellation promoted you): signed-in
+-- users read every column but actor_id; organizers get it through event_changes.
+revoke select on public.ledger from authenticated;
+grant select (
+    seq, event_id, booking_id, user_id, kind, status, seats, waitlist_position,
+    offer_expires_at, seats_available, waitlist_count, event_status, detail, created_at
+) on public.ledger to authenticated;
 
 -- ===========================================================================================
 -- Row Level Security policies. One permissive policy per role and command, auth.uid()
