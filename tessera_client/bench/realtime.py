@@ -24,10 +24,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import psycopg
-
 from tessera_client._client import AsyncTessera, RetryPolicy, connect
 from tessera_client._errors import TesseraError
+from tessera_client._identity import create_local_users
 from tessera_client._models import ChangeKind
 from tessera_client._realtime import ChangeStream, LedgerPoller
 
@@ -57,18 +56,6 @@ def _percentiles(values: list[float]) -> dict[str, float]:
         "min": round(ordered[0], 2),
         "mean": round(statistics.fmean(ordered), 2),
     }
-
-
-def _create_users(db_url: str, count: int) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(count)]
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            """insert into auth.users (id, email)
-               select id, 'bench-rt-' || left(id::text, 13) || '@example.test'
-               from unnest(%s::uuid[]) as id""",
-            (ids,),
-        )
-    return ids
 
 
 class _Producer:
@@ -161,7 +148,9 @@ async def run_realtime_latency(
     report = progress or (lambda phase, done, total: None)
     total = max(1, round(rate * seconds))
     report("setup", 0, 2)
-    organizer_id, *users = await asyncio.to_thread(_create_users, db_url, total + 1)
+    organizer_id, *users = await asyncio.to_thread(
+        create_local_users, db_url, total + 1, prefix="bench-rt"
+    )
     async with connect(db_url, max_size=10) as client:
         organizer = client.as_user(organizer_id)
         event = await organizer.create_event(

@@ -12,26 +12,15 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tessera_client import AsyncTessera, Booking, Change, TesseraError, connect
+from tessera_client._identity import create_local_users
 from tessera_client._local.stack import LocalStack
 from tessera_client.cli._common import JsonOut, console, handle_errors, print_json
 from tessera_client.cli.doctor import CHECKS, run_checks
-
-
-def _create_people(db_url: str, run: str, count: int) -> list[uuid.UUID]:
-    """Demo users in auth.users (people management, not a booking rule)."""
-    ids = [uuid.uuid4() for _ in range(count)]
-    with psycopg.connect(db_url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany(
-            "insert into auth.users (id, email) values (%s, %s)",
-            [(user_id, f"demo-{run}-{i:04d}@example.test") for i, user_id in enumerate(ids)],
-        )
-    return ids
 
 
 async def _burst(
@@ -93,7 +82,7 @@ async def _cancel_and_watch(
 
 async def _demo(db_url: str, seats: int, people_count: int, cancels: int, quiet: bool) -> dict:  # type: ignore[type-arg]
     run = uuid.uuid4().hex[:6]
-    people = _create_people(db_url, run, people_count + 1)
+    people = create_local_users(db_url, people_count + 1, prefix=f"demo-{run}")
     organizer, crowd = people[0], people[1:]
     async with connect(db_url, min_size=4, max_size=32) as tessera:
         event = await tessera.as_user(organizer).create_event(

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from tessera_client._identity import create_local_users
 from tessera_client._local.paths import bootstrap_sql
 from tessera_client._local.stack import LocalStack
 from tessera_client.migrations import apply_migrations
@@ -231,13 +232,7 @@ class Database:
 
     def create_users(self, count: int) -> list[uuid.UUID]:
         """New users in ``auth.users``."""
-        ids = [uuid.uuid4() for _ in range(count)]
-        with psycopg.connect(self.admin_url, autocommit=True) as conn, conn.cursor() as cur:
-            cur.executemany(
-                "insert into auth.users (id, email) values (%s, %s)",
-                [(i, f"{i.hex[:12]}@example.test") for i in ids],
-            )
-        return ids
+        return create_local_users(self.admin_url, count, prefix="reliability")
 
     def caller(
         self,
