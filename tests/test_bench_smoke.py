@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tessera_client.bench.report import MARKER
 from tessera_client.cli.bench import app
 
 from .support import TestDatabase
+from .tools import pgbouncer_binary
 
 SMOKE = BenchSettings.for_smoke()
 LATENCY_KEYS = {"p50", "p95", "p99", "max", "mean"}
@@ -125,11 +125,8 @@ async def test_big_waitlist(db: TestDatabase) -> None:
     assert result["ok"] is True
 
 
-@pytest.mark.skipif(
-    not (shutil.which("pgbouncer") or Path("/usr/sbin/pgbouncer").exists()),
-    reason="pgbouncer is not installed",
-)
 async def test_connections_through_pgbouncer(db: TestDatabase) -> None:
+    pgbouncer_binary()  # fails, never skips, when PgBouncer is missing
     result = await smoke(db, "connections")
     assert result["connected"] == SMOKE.connections
     assert result["clients_held_open"] == SMOKE.connections

@@ -21,6 +21,7 @@ from tessera_client._local.paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations, discover
 
 from .support import url_for
+from .tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPABASE_CLI = ROOT / "node_modules" / ".bin" / "supabase"
@@ -148,7 +149,7 @@ def test_supabase_db_lint_passes_and_would_catch_a_broken_function(
 
 
 def test_pgtap_suite_passes(server_admin_url: str, template_db: str) -> None:
-    pg_prove = require(shutil.which("pg_prove"), "apt-get install postgresql-15-pgtap")
+    pg_prove = require_tool("pg_prove", "libtap-parser-sourcehandler-pgtap-perl")
     name = f"tap_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_admin_url, autocommit=True) as conn:
         conn.execute(f"create database {name} template {template_db} owner postgres")

@@ -23,6 +23,7 @@ import pytest
 from tessera_client import BookingStatus, PermissionDenied, connect, create_local_user
 
 from ..support import TestDatabase
+from ..tools import pgbouncer_binary
 from .conftest import FAST_RETRY, TOMORROW, with_access
 
 pytestmark = with_access
@@ -37,9 +38,7 @@ def free_port() -> int:
 @pytest.fixture
 def pgbouncer(db: TestDatabase) -> Iterator[str]:
     """PgBouncer (pool_mode=transaction, 2 server connections); yields its DSN."""
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not Path(binary).exists():
-        pytest.skip("pgbouncer is not installed")
+    binary = pgbouncer_binary()
     server = psycopg.conninfo.conninfo_to_dict(db.url("authenticator"))
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="tessera-test-pgbouncer-"))
@@ -65,7 +64,7 @@ logfile = {workdir}/pgbouncer.log
         try:
             pwd.getpwnam("tessera")
         except KeyError:
-            pytest.skip("running as root without the 'tessera' user for PgBouncer")
+            pytest.fail("running as root without the 'tessera' system user for PgBouncer")
         argv[1:1] = ["-u", "tessera"]
         os.chown(workdir, pwd.getpwnam("tessera").pw_uid, -1)
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
