@@ -17,12 +17,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from tessera_client._identity import Identity
-
-if TYPE_CHECKING:
-    from tessera_client._realtime import Notifier
+from tessera_client._transports._notifier import Notifier
 
 __all__ = ["Filter", "Operator", "Returns", "Select", "Transport"]
 

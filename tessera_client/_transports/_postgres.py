@@ -12,8 +12,8 @@ each call as PostgREST does::
 Both settings are transaction-local and nothing else is left on the connection (no
 server-side prepared statements, no ``SET``, no ``LISTEN``), so it works through PgBouncer
 or Supavisor in transaction-pooling mode. Realtime subscriptions are the exception: their
-:class:`~tessera_client._realtime.LedgerPoller` keeps one connection of its own, outside the
-pool, with session settings, so it needs a direct or session-pooled address.
+:class:`~tessera_client._transports._poller.LedgerPoller` keeps one connection of its own,
+outside the pool, with session settings, so it needs a direct or session-pooled address.
 
 Driver errors are translated here and only here: a lost connection before ``COMMIT`` was
 sent means the server rolled back (:class:`Unavailable`); during ``COMMIT`` nobody knows
@@ -41,8 +41,8 @@ from tessera_client._errors import (
     error_for,
 )
 from tessera_client._identity import Identity
-from tessera_client._realtime import LedgerPoller
 from tessera_client._transports._base import OPERATORS_SQL, Returns, Select
+from tessera_client._transports._poller import LedgerPoller
 
 __all__ = ["PostgresTransport"]
 

@@ -31,10 +31,9 @@ from tessera_client._errors import (
     Unavailable,
     error_for,
 )
-from tessera_client._identity import Identity
-from tessera_client._local import keys
-from tessera_client._realtime_supabase import SupabaseRealtime
+from tessera_client._identity import Identity, sign_token
 from tessera_client._transports._base import Returns, Select
+from tessera_client._transports._supabase_realtime import SupabaseRealtime
 
 __all__ = ["SupabaseTransport"]
 
@@ -155,8 +154,9 @@ class SupabaseTransport:
                 "as_user(user_id) on Supabase needs jwt_secret= in from_supabase(); "
                 "otherwise pass the user's access token, or sign_in()"
             )
-        token = keys.user_token(self._jwt_secret, user_id, email=email)
-        return Identity.user(user_id, email=email, token=token)
+        identity = Identity.user(user_id, email=email)
+        token = sign_token(self._jwt_secret, identity.claims)
+        return Identity(role=identity.role, claims=identity.claims, token=token)
 
     def token_identity(self, token: str) -> Identity:
         """The identity of ``token``; PostgREST verifies it on every call."""
