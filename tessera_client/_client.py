@@ -121,6 +121,7 @@ class AsyncTessera:
         timeout: float = 10.0,
         jwt_secret: str | None = None,
         retry: RetryPolicy | None = None,
+        application_name: str = "tessera",
     ) -> AsyncTessera:
         """A client over a direct PostgreSQL connection pool (psycopg 3).
 
@@ -135,6 +136,7 @@ class AsyncTessera:
             jwt_secret: Verifies (HS256) tokens passed to ``as_user``. Without it their
                 claims are trusted as they are, so only pass tokens your app has verified.
             retry: How transient failures are retried.
+            application_name: Shown in ``pg_stat_activity`` unless the DSN sets one.
 
         Example:
             >>> dsn = "postgresql://authenticator:…@localhost:54322/postgres"
@@ -142,7 +144,12 @@ class AsyncTessera:
             ...     print(await tessera.list_events())
         """
         transport = PostgresTransport(
-            dsn, min_size=min_size, max_size=max_size, timeout=timeout, jwt_secret=jwt_secret
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            jwt_secret=jwt_secret,
+            application_name=application_name,
         )
         return cls(transport, retry=retry)
 

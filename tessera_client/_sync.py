@@ -235,6 +235,7 @@ class Tessera:
         timeout: float = 10.0,
         jwt_secret: str | None = None,
         retry: RetryPolicy | None = None,
+        application_name: str = "tessera",
     ) -> Tessera:
         """The blocking twin of :meth:`AsyncTessera.connect`.
 
@@ -250,6 +251,7 @@ class Tessera:
                 timeout=timeout,
                 jwt_secret=jwt_secret,
                 retry=retry,
+                application_name=application_name,
             )
         )
 

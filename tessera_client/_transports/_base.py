@@ -119,8 +119,12 @@ class Transport(Protocol):
         *,
         returns: Returns,
         read_only: bool,
+        schema: str = "public",
     ) -> Any:
-        """``public.function(name => value, …)`` in one transaction.
+        """``schema.function(name => value, …)`` in one transaction.
+
+        Tessera's API is in ``public``; another schema serves functions an application or
+        a benchmark adds beside it (PostgREST exposes only the schemas it is told to).
 
         Returns:
             A row as a mapping (``one``), a list of them (``many``), or a value (``scalar``).

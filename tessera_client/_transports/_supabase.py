@@ -211,9 +211,14 @@ class SupabaseTransport:
         *,
         returns: Returns,
         read_only: bool,
+        schema: str = "public",
     ) -> Any:
-        """``POST /rest/v1/rpc/function`` (``GET`` for read-only calls)."""
-        client = await self._postgrest(identity)
+        """``POST /rest/v1/rpc/function`` (``GET`` for read-only calls).
+
+        A schema other than ``public`` goes as the ``Content-Profile`` / ``Accept-Profile``
+        header; PostgREST must expose it (``db-schemas``).
+        """
+        client = await self._postgrest(identity, schema)
         params = {name: _wire(value) for name, value in args.items()}
         data = await self._execute(client.rpc(function, params, get=read_only))
         if returns == "many":
@@ -247,11 +252,11 @@ class SupabaseTransport:
             return self._service_key, self._service_key
         return self._key, self._key
 
-    async def _postgrest(self, identity: Identity) -> AsyncPostgrestClient:
+    async def _postgrest(self, identity: Identity, schema: str = "public") -> AsyncPostgrestClient:
         """A postgrest client sharing the HTTP session, carrying the identity's token."""
         client = await self.supabase()
         token, api_key = await self._credentials(identity)
-        scoped = client.postgrest.schema("public").auth(token)
+        scoped = client.postgrest.schema(schema).auth(token)
         scoped.headers["apikey"] = api_key
         return scoped
 
