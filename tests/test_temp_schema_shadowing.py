@@ -24,7 +24,6 @@ operator: the outcomes must still be the matrix's (e.g. O2 may not cancel O's ev
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -32,15 +31,6 @@ import pytest
 
 from .security_expectations import FUNCTION_CASES, OK, Case, World
 from .support import TestDatabase, claims_for
-
-MIGRATIONS = Path(__file__).resolve().parents[1] / "supabase" / "migrations"
-# Until every function pins ``search_path = pg_catalog, pg_temp`` the attack works: these
-# checks must fail (strict), and pass from the migration that fixes it on.
-UNFIXED = pytest.mark.xfail(
-    any("set search_path = ''" in f.read_text() for f in MIGRATIONS.glob("*.sql")),
-    reason="functions still use search_path = '', which pg_temp shadows",
-    strict=True,
-)
 
 # Actors that reach the database through the API with a role of their own.
 API_ACTORS = ("anon", "A", "B", "O", "O2")
@@ -203,7 +193,6 @@ SHADOW_CASES = [
 ]
 
 
-@UNFIXED
 @pytest.mark.parametrize(("actor", "shadow"), SHADOW_CASES)
 def test_shadowed_names_neither_run_as_the_owner_nor_change_outcomes(
     world_db: TestDatabase,
@@ -223,7 +212,6 @@ def test_shadowed_names_neither_run_as_the_owner_nor_change_outcomes(
     assert not wrong, "\n".join(wrong)
 
 
-@UNFIXED
 def test_a_signed_in_user_cannot_cancel_another_organizers_event(
     world_db: TestDatabase, world: World, types: dict[str, dict[str, str]]
 ) -> None:

@@ -13,7 +13,8 @@ import time
 import psycopg
 import pytest
 
-from tessera_client import TimedOut, connect, create_local_user
+from tessera_client import AsyncTessera, TimedOut
+from tessera_client.local import create_local_user
 
 from ..support import TestDatabase
 from .conftest import FAST_RETRY, JWT_SECRET, TOMORROW
@@ -44,7 +45,7 @@ async def test_a_call_stuck_on_a_lock_is_cut_by_the_roles_limit(
 ) -> None:
     organizer = create_local_user(db.url())
     limit_role(db, "authenticated", setting, "300ms")
-    async with connect(
+    async with AsyncTessera.connect(
         db.url("authenticator"), jwt_secret=JWT_SECRET, retry=FAST_RETRY, max_size=2
     ) as client:
         alice = client.as_user(organizer.id)
@@ -64,7 +65,8 @@ async def test_a_call_stuck_on_a_lock_is_cut_by_the_roles_limit(
 async def test_anonymous_calls_get_the_anon_limit(db: TestDatabase) -> None:
     organizer = create_local_user(db.url())
     limit_role(db, "anon", "statement_timeout", "250ms")
-    async with connect(db.url("authenticator"), retry=FAST_RETRY, max_size=2) as client:
+    login = db.url("authenticator")
+    async with AsyncTessera.connect(login, retry=FAST_RETRY, max_size=2) as client:
         event = await client.as_user(organizer.id).create_event("Public", 5, TOMORROW)
         with blocking_lock(db) as blocker:
             with pytest.raises(TimedOut):
