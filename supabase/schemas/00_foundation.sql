@@ -24,7 +24,7 @@ alter default privileges for role postgres revoke execute on functions from publ
 alter default privileges for role postgres in schema public
 revoke execute on functions from anon, authenticated;
 alter default privileges for role postgres in schema public
-revoke insert, update, delete, truncate, references, trigger on tables from anon, authenticated;
+revoke all on tables from anon, authenticated;
 alter default privileges for role postgres in schema public
 revoke all on sequences from anon, authenticated;
 
@@ -225,7 +225,7 @@ $$;
 create function public.tessera_schema_version() returns integer
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 1 $$;
+as $$ select 2 $$;
 
 grant execute on function public.tessera_schema_version() to anon, authenticated, service_role;
 comment on function public.tessera_schema_version() is

@@ -70,7 +70,8 @@ begin
 end
 $$;
 
--- An event the caller may see (published or cancelled: anyone; draft: its organizer), or TS001.
+-- An event the caller may see (ever published: anyone; never published: its organizer), or
+-- TS001.
 create function tessera.visible_event(p_event_id uuid) returns public.events
 language plpgsql stable
 security invoker
@@ -80,7 +81,7 @@ declare
     v_event public.events;
 begin
     select * into v_event from public.events as e where e.id = p_event_id;
-    if not found or (v_event.status = 'draft' and not tessera.can_manage_event(v_event)) then
+    if not found or (v_event.published_at is null and not tessera.can_manage_event(v_event)) then
         raise exception using
             errcode = 'TS001',
             message = 'event not found',
