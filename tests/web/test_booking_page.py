@@ -1,0 +1,153 @@
+"""The booking page in a real browser: live seats, the waitlist, identity and errors."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+import jwt
+
+from tessera_client import local_user_token
+
+from .conftest import WebApp
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+# Live updates must reach another person's open page within this time, without a reload.
+LIVE_MS = 1_000
+
+
+def expect():  # imported lazily: a missing Playwright fails in the fixture with a hint
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
+
+
+def book(page: Page) -> int:
+    """Click Book once and return the answer's HTTP status."""
+    with page.expect_response(lambda r: r.url.endswith("/bookings?seats=1")) as answer:
+        page.click("form[data-book] button")
+    return answer.value.status
+
+
+def test_two_people_one_seat_live(web: WebApp) -> None:
+    event = web.create_event("Duo recital", capacity=1)
+    alice, bob = web.person("alice@example.test"), web.person("bob@example.test")
+    web.open_event(alice, event)
+    web.open_event(bob, event)
+    expect()(bob.locator("#availability .seats")).to_have_text("1 seat left")
+
+    assert book(alice) == 200
+    expect()(bob.locator("#availability .seats")).to_have_text("0 seats left", timeout=LIVE_MS)
+    expect()(alice.locator("#my-bookings .status")).to_have_text("confirmed")
+
+    assert book(bob) == 200
+    expect()(bob.locator("#my-bookings .status")).to_have_text("waitlisted, #1")
+    expect()(alice.locator("#availability .waiting")).to_have_text(
+        "1 on the waitlist", timeout=LIVE_MS
+    )
+
+    with alice.expect_response(lambda r: r.url.endswith("/cancel")) as answer:
+        alice.click("#my-bookings button:has-text('Cancel')")
+    assert answer.value.status == 200
+    expect()(bob.locator("#my-bookings .status")).to_have_text("confirmed", timeout=LIVE_MS)
+    expect()(bob.locator("#availability")).to_have_text(
+        "0 seats left · 0 on the waitlist", timeout=LIVE_MS
+    )
+    expect()(alice.locator("#my-bookings")).to_have_text("No bookings yet.")
+    assert [row["status"] for row in web.bookings_of(event)] == ["cancelled", "confirmed"]
+
+
+def test_offer_is_claimed_before_its_deadline(web: WebApp) -> None:
+    event = web.create_event("Chamber choir", capacity=1, promotion_mode="offer")
+    alice, bob = web.person("alice@example.test"), web.person("bob@example.test")
+    web.open_event(alice, event)
+    web.open_event(bob, event)
+    assert book(alice) == 200
+    assert book(bob) == 200
+    expect()(bob.locator("#my-bookings .status")).to_have_text("waitlisted, #1")
+
+    alice.click("#my-bookings button:has-text('Cancel')")
+    expect()(bob.locator("#my-bookings .status")).to_contain_text("offered until", timeout=LIVE_MS)
+    with bob.expect_response(lambda r: r.url.endswith("/claim")) as answer:
+        bob.click("#my-bookings button:has-text('Claim')")
+    assert answer.value.status == 200
+    expect()(bob.locator("#my-bookings .status")).to_have_text("confirmed", timeout=LIVE_MS)
+
+
+def test_expired_token_is_refused(web: WebApp) -> None:
+    event = web.create_event("Late show", capacity=5)
+    carol = web.person("carol@example.test")
+    user_id = jwt.decode(
+        carol.evaluate("localStorage.getItem('tessera.access_token')"),
+        options={"verify_signature": False},
+    )["sub"]
+    web.open_event(carol, event)
+    # The session runs out while the page is open.
+    expired = local_user_token(web.jwt_secret, user_id, ttl=-60)
+    carol.evaluate(f"localStorage.setItem('tessera.access_token', '{expired}')")
+
+    assert book(carol) == 401
+    expect()(carol.locator("#notice")).to_have_text(
+        "Your session is missing, invalid or expired: sign in again."
+    )
+    expect()(carol.locator("#who")).to_have_text("Sign in")  # the token was dropped
+    assert web.bookings_of(event) == []
+
+    # Coming back with it: the private stream refuses it too.
+    carol.evaluate(f"localStorage.setItem('tessera.access_token', '{expired}')")
+    carol.reload()
+    expect()(carol.locator("#notice")).to_have_text(
+        "Your session is missing, invalid or expired: sign in again."
+    )
+    expect()(carol.locator("#who")).to_have_text("Sign in")
+
+    # Nor is a token the app did not sign, or no token at all.
+    forged = local_user_token(secrets.token_urlsafe(32), user_id)
+    for token in (expired, forged, "not-a-token"):
+        answer = carol.request.get(
+            f"{web.url}/api/my-bookings", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.status == 401
+        assert answer.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert carol.request.post(f"{web.url}/api/events/{event.id}/bookings").status == 401
+
+
+def test_double_click_books_once(web: WebApp) -> None:
+    event = web.create_event("Quiz night", capacity=10)
+    dave = web.person("dave@example.test")
+    web.open_event(dave, event)
+    requests = []
+    dave.on(
+        "request", lambda r: requests.append(r) if r.url.endswith("/bookings?seats=1") else None
+    )
+    with dave.expect_response(lambda r: r.url.endswith("/bookings?seats=1")):
+        dave.dblclick("form[data-book] button")
+    expect()(dave.locator("#my-bookings .status")).to_have_text("confirmed")
+
+    # Both clicks reached the server, with one idempotency key: one booking.
+    assert len(requests) == 2
+    keys = {r.headers["idempotency-key"] for r in requests}
+    assert len(keys) == 1
+    answers = [r.response() for r in requests]  # waits for both answers
+    assert [a.status for a in answers if a] == [200, 200]
+    assert len({a.json()["booking_id"] for a in answers if a}) == 1
+    assert len(web.bookings_of(event)) == 1
+    expect()(dave.locator("#availability .seats")).to_have_text("9 seats left")
+
+
+def test_sold_out_with_a_full_waitlist(web: WebApp) -> None:
+    event = web.create_event("Tiny gig", capacity=1, waitlist_limit=1)
+    web.book_as(web.db.create_user(), event)  # takes the seat
+    web.book_as(web.db.create_user(), event)  # takes the one place on the waitlist
+    erin = web.person("erin@example.test")
+    web.open_event(erin, event)
+    expect()(erin.locator("#availability")).to_have_text("0 seats left · 1 on the waitlist")
+
+    assert book(erin) == 409
+    expect()(erin.locator("#notice")).to_have_text(
+        "Sold out: no seats left and the waitlist is full."
+    )
+    expect()(erin.locator("#my-bookings")).to_have_text("No bookings yet.")
+    assert len(web.bookings_of(event)) == 2
