@@ -24,6 +24,7 @@ server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -199,8 +200,15 @@ def fragment(name: str, **context: Any) -> str:
 
 def availability_event(seats: int, waiting: int, status: str, seq: int) -> ServerSentEvent:
     """Seats left and waitlist length as an SSE event; its id lets a reconnect resume."""
-    html = fragment("_availability.html", seats=seats, waiting=waiting, status=status)
-    return ServerSentEvent(event="availability", raw_data=html, id=str(seq))
+    return ServerSentEvent(
+        event="availability", raw_data=availability_html(seats, waiting, status), id=str(seq)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def availability_html(seats: int, waiting: int, status: str) -> str:
+    # Every watcher of an event gets the same numbers after a change: render them once.
+    return fragment("_availability.html", seats=seats, waiting=waiting, status=status)
 
 
 # -- the app ----------------------------------------------------------------------------------
