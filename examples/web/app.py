@@ -362,7 +362,8 @@ def add_dev_sign_in(app: FastAPI, admin_url: str, jwt_secret: str) -> None:
     async def sign_in_page(request: Request) -> Response:
         async with await psycopg.AsyncConnection.connect(admin_url) as conn:
             cursor = await conn.execute(
-                "select id, email from auth.users where email is not null order by email limit 50"
+                "select id, email from auth.users where email is not null"
+                " order by created_at, email limit 20"
             )
             people = await cursor.fetchall()
         return templates.TemplateResponse(request, "sign_in.html", {"people": people})
