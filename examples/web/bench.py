@@ -237,7 +237,7 @@ def report(args: argparse.Namespace, baseline: Stats, loaded: Stats) -> None:
     ratio = quantiles(loaded.from_answer())[0] / max(quantiles(baseline.from_answer())[0], 0.1)
     per_update = loaded.app_cpu / max(loaded.delivered(), 1) * 1e6
     print(f"\np50 answer → update, {args.clients} clients / 1 client: {ratio:.1f}x")
-    print(f"app CPU, {args.clients} clients: {loaded.app_cpu:.1f} s ({per_update:.0f} µs per update)")
+    print(f"app CPU, {args.clients} clients: {loaded.app_cpu:.1f} s ({per_update:.0f} µs/update)")
     for stats, clients in ((baseline, 1), (loaded, args.clients)):
         expected = clients * args.bookings
         print(f"{clients} client(s): {stats.delivered()} of {expected} updates delivered")
