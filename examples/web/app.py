@@ -46,6 +46,7 @@ from tessera_client import (
     AlreadyBooked,
     AsyncTessera,
     AuthenticationFailed,
+    Availability,
     Booking,
     BookingNotFound,
     BookingStatus,
@@ -116,6 +117,12 @@ def signed_in(
 
 Me = Annotated[AsyncTessera, Depends(signed_in)]
 Anyone = Annotated[AsyncTessera, Depends(tessera)]
+
+
+async def availability_now(event_id: uuid.UUID, anyone: Anyone) -> Availability:
+    """The event's numbers now; as a dependency, a missing event is a 404 before a stream
+    starts (an ``EventSource`` gives up on an error status instead of retrying)."""
+    return await anyone.availability(event_id)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -247,19 +254,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/events/{event_id}/availability", response_class=EventSourceResponse)
     async def availability_stream(
-        event_id: uuid.UUID,
         anyone: Anyone,
+        now: Annotated[Availability, Depends(availability_now)],
         last_event_id: Annotated[int | None, Header()] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Seats left and waitlist length, now and after every change (public)."""
         if last_event_id is None:  # a first visit: the numbers now, then every change after
-            now = await anyone.availability(event_id)
             yield availability_event(
                 now.seats_available, now.waitlist_count, now.status, now.last_seq
             )
             last_event_id = now.last_seq
         # A reconnecting EventSource sends Last-Event-ID: carry on after it, nothing lost.
-        async with anyone.watch_event(event_id, after_seq=last_event_id) as changes:
+        async with anyone.watch_event(now.event_id, after_seq=last_event_id) as changes:
             async for change in changes:
                 yield availability_event(
                     change.seats_available, change.waitlist_count, change.event_status, change.seq
@@ -346,6 +352,11 @@ async def my_bookings_moments(me: AsyncTessera) -> AsyncIterator[list[MyBooking]
             if not new:  # else read again at once: a change may have come before the watch
                 await wake.wait()
                 wake.clear()
+            for task in following.values():
+                error = task.exception() if task.done() and not task.cancelled() else None
+                if error is not None:  # end this stream too: the browser reconnects afresh
+                    raise error
+
     finally:
         for task in following.values():
             task.cancel()

@@ -20,18 +20,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+
+try:
+    from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+except ImportError:
+    pytest.fail(
+        "Playwright is missing; install it with: pip install -e '.[dev,web]'", pytrace=False
+    )
 
 import tessera_client
 from tessera_client import Event
 
 from ..support import TestDatabase
 from ..tools import require_tool
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Playwright
 
 APP = Path(__file__).parents[2] / "examples" / "web" / "run.py"
 
@@ -53,10 +57,6 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing; install it with: pip install -e '.[dev,web]'")
     with sync_playwright() as driver:
         yield driver
 

@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
 
 import jwt
+from playwright.sync_api import Page, Response, expect
 
 from tessera_client import local_user_token
 
 from .conftest import WebApp
 
-if TYPE_CHECKING:
-    from playwright.sync_api import Page
-
 # Live updates must reach another person's open page within this time, without a reload.
 LIVE_MS = 1_000
 
 
-def expect():  # imported lazily: a missing Playwright fails in the fixture with a hint
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect
-
-
-def book(page: Page) -> int:
-    """Click Book once and return the answer's HTTP status."""
+def book(page: Page) -> Response:
+    """Click Book once and return the server's answer."""
     with page.expect_response(lambda r: r.url.endswith("/bookings?seats=1")) as answer:
         page.click("form[data-book] button")
-    return answer.value.status
+    return answer.value
 
 
 def test_two_people_one_seat_live(web: WebApp) -> None:
@@ -36,26 +27,26 @@ def test_two_people_one_seat_live(web: WebApp) -> None:
     alice, bob = web.person("alice@example.test"), web.person("bob@example.test")
     web.open_event(alice, event)
     web.open_event(bob, event)
-    expect()(bob.locator("#availability .seats")).to_have_text("1 seat left")
+    expect(bob.locator("#availability .seats")).to_have_text("1 seat left")
 
-    assert book(alice) == 200
-    expect()(bob.locator("#availability .seats")).to_have_text("0 seats left", timeout=LIVE_MS)
-    expect()(alice.locator("#my-bookings .status")).to_have_text("confirmed")
+    assert book(alice).status == 200
+    expect(bob.locator("#availability .seats")).to_have_text("0 seats left", timeout=LIVE_MS)
+    expect(alice.locator("#my-bookings .status")).to_have_text("confirmed")
 
-    assert book(bob) == 200
-    expect()(bob.locator("#my-bookings .status")).to_have_text("waitlisted, #1")
-    expect()(alice.locator("#availability .waiting")).to_have_text(
+    assert book(bob).status == 200
+    expect(bob.locator("#my-bookings .status")).to_have_text("waitlisted, #1")
+    expect(alice.locator("#availability .waiting")).to_have_text(
         "1 on the waitlist", timeout=LIVE_MS
     )
 
     with alice.expect_response(lambda r: r.url.endswith("/cancel")) as answer:
         alice.click("#my-bookings button:has-text('Cancel')")
     assert answer.value.status == 200
-    expect()(bob.locator("#my-bookings .status")).to_have_text("confirmed", timeout=LIVE_MS)
-    expect()(bob.locator("#availability")).to_have_text(
+    expect(bob.locator("#my-bookings .status")).to_have_text("confirmed", timeout=LIVE_MS)
+    expect(bob.locator("#availability")).to_have_text(
         "0 seats left · 0 on the waitlist", timeout=LIVE_MS
     )
-    expect()(alice.locator("#my-bookings")).to_have_text("No bookings yet.")
+    expect(alice.locator("#my-bookings")).to_have_text("No bookings yet.")
     assert [row["status"] for row in web.bookings_of(event)] == ["cancelled", "confirmed"]
 
 
@@ -64,16 +55,16 @@ def test_offer_is_claimed_before_its_deadline(web: WebApp) -> None:
     alice, bob = web.person("alice@example.test"), web.person("bob@example.test")
     web.open_event(alice, event)
     web.open_event(bob, event)
-    assert book(alice) == 200
-    assert book(bob) == 200
-    expect()(bob.locator("#my-bookings .status")).to_have_text("waitlisted, #1")
+    assert book(alice).status == 200
+    assert book(bob).status == 200
+    expect(bob.locator("#my-bookings .status")).to_have_text("waitlisted, #1")
 
     alice.click("#my-bookings button:has-text('Cancel')")
-    expect()(bob.locator("#my-bookings .status")).to_contain_text("offered until", timeout=LIVE_MS)
+    expect(bob.locator("#my-bookings .status")).to_contain_text("offered until", timeout=LIVE_MS)
     with bob.expect_response(lambda r: r.url.endswith("/claim")) as answer:
         bob.click("#my-bookings button:has-text('Claim')")
     assert answer.value.status == 200
-    expect()(bob.locator("#my-bookings .status")).to_have_text("confirmed", timeout=LIVE_MS)
+    expect(bob.locator("#my-bookings .status")).to_have_text("confirmed", timeout=LIVE_MS)
 
 
 def test_expired_token_is_refused(web: WebApp) -> None:
@@ -88,20 +79,20 @@ def test_expired_token_is_refused(web: WebApp) -> None:
     expired = local_user_token(web.jwt_secret, user_id, ttl=-60)
     carol.evaluate(f"localStorage.setItem('tessera.access_token', '{expired}')")
 
-    assert book(carol) == 401
-    expect()(carol.locator("#notice")).to_have_text(
+    assert book(carol).status == 401
+    expect(carol.locator("#notice")).to_have_text(
         "Your session is missing, invalid or expired: sign in again."
     )
-    expect()(carol.locator("#who")).to_have_text("Sign in")  # the token was dropped
+    expect(carol.locator("#who")).to_have_text("Sign in")  # the token was dropped
     assert web.bookings_of(event) == []
 
     # Coming back with it: the private stream refuses it too.
     carol.evaluate(f"localStorage.setItem('tessera.access_token', '{expired}')")
     carol.reload()
-    expect()(carol.locator("#notice")).to_have_text(
+    expect(carol.locator("#notice")).to_have_text(
         "Your session is missing, invalid or expired: sign in again."
     )
-    expect()(carol.locator("#who")).to_have_text("Sign in")
+    expect(carol.locator("#who")).to_have_text("Sign in")
 
     # Nor is a token the app did not sign, or no token at all.
     forged = local_user_token(secrets.token_urlsafe(32), user_id)
@@ -124,7 +115,7 @@ def test_double_click_books_once(web: WebApp) -> None:
     )
     with dave.expect_response(lambda r: r.url.endswith("/bookings?seats=1")):
         dave.dblclick("form[data-book] button")
-    expect()(dave.locator("#my-bookings .status")).to_have_text("confirmed")
+    expect(dave.locator("#my-bookings .status")).to_have_text("confirmed")
 
     # Both clicks reached the server, with one idempotency key: one booking.
     assert len(requests) == 2
@@ -134,7 +125,7 @@ def test_double_click_books_once(web: WebApp) -> None:
     assert [a.status for a in answers if a] == [200, 200]
     assert len({a.json()["booking_id"] for a in answers if a}) == 1
     assert len(web.bookings_of(event)) == 1
-    expect()(dave.locator("#availability .seats")).to_have_text("9 seats left")
+    expect(dave.locator("#availability .seats")).to_have_text("9 seats left")
 
 
 def test_sold_out_with_a_full_waitlist(web: WebApp) -> None:
@@ -143,11 +134,31 @@ def test_sold_out_with_a_full_waitlist(web: WebApp) -> None:
     web.book_as(web.db.create_user(), event)  # takes the one place on the waitlist
     erin = web.person("erin@example.test")
     web.open_event(erin, event)
-    expect()(erin.locator("#availability")).to_have_text("0 seats left · 1 on the waitlist")
+    expect(erin.locator("#availability")).to_have_text("0 seats left · 1 on the waitlist")
 
-    assert book(erin) == 409
-    expect()(erin.locator("#notice")).to_have_text(
+    assert book(erin).status == 409
+    expect(erin.locator("#notice")).to_have_text(
         "Sold out: no seats left and the waitlist is full."
     )
-    expect()(erin.locator("#my-bookings")).to_have_text("No bookings yet.")
+    expect(erin.locator("#my-bookings")).to_have_text("No bookings yet.")
     assert len(web.bookings_of(event)) == 2
+
+
+def test_rate_limited_booking_says_when_to_retry(web: WebApp) -> None:
+    web.db.sql(
+        "update tessera.rate_limits set max_calls = 1, window_seconds = 60"
+        " where action = 'book_event'"
+    )
+    first, second = web.create_event("Matinee", capacity=5), web.create_event("Soirée", 5)
+    frank = web.person("frank@example.test")
+    web.open_event(frank, first)
+    assert book(frank).status == 200
+    web.open_event(frank, second)
+    answer = book(frank)
+    assert answer.status == 429
+    retry_after = int(answer.headers["retry-after"])
+    assert 1 <= retry_after <= 60
+    expect(frank.locator("#notice")).to_have_text(
+        f"Too many requests: wait a moment and try again. (retry in {retry_after} s)"
+    )
+    assert web.bookings_of(second) == []
