@@ -41,7 +41,6 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-import tessera_client
 from tessera_client import (
     AlreadyBooked,
     AsyncTessera,
@@ -50,6 +49,7 @@ from tessera_client import (
     Booking,
     BookingNotFound,
     BookingStatus,
+    ChangeStream,
     Event,
     EventNotFound,
     InvalidParameter,
@@ -63,6 +63,7 @@ from tessera_client import (
     TimedOut,
     Unavailable,
 )
+from tessera_client.local import local_user_token
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -226,7 +227,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with tessera_client.connect(
+        async with AsyncTessera.connect(
             settings.database_url, jwt_secret=settings.jwt_secret
         ) as client:
             app.state.tessera = client
@@ -326,11 +327,11 @@ async def my_bookings_moments(me: AsyncTessera) -> AsyncIterator[list[MyBooking]
     wake = asyncio.Event()
     following: dict[uuid.UUID | None, asyncio.Task[None]] = {}
 
-    async def follow(key: uuid.UUID | None, stream: tessera_client.ChangeStream) -> None:
+    async def follow(key: uuid.UUID | None, stream: ChangeStream) -> None:
         await stream.start()
         following[key] = asyncio.create_task(wake_on_changes(stream))
 
-    async def wake_on_changes(stream: tessera_client.ChangeStream) -> None:
+    async def wake_on_changes(stream: ChangeStream) -> None:
         try:
             async with stream:
                 async for _change in stream:
@@ -390,5 +391,5 @@ def add_dev_sign_in(app: FastAPI, admin_url: str, jwt_secret: str) -> None:
             )
             row = await cursor.fetchone()
         assert row is not None
-        token = tessera_client.local_user_token(jwt_secret, row[0], email=email)
+        token = local_user_token(jwt_secret, row[0], email=email)
         return {"access_token": token}

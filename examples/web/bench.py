@@ -33,9 +33,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
-import tessera_client
-from tessera_client import create_local_user, local_user_token
-from tessera_client._local.stack import LocalStack
+from tessera_client import AsyncTessera
+from tessera_client._local.stack import LocalStack  # a scratch database on the local stack
+from tessera_client.local import create_local_user, local_user_token
 
 RUN = Path(__file__).with_name("run.py")
 SEATS = re.compile(rb'data-seats="(\d+)"')
@@ -142,7 +142,7 @@ async def phase(
 ) -> Stats:
     """``clients`` streams follow a new event while ``args.bookings`` people book it."""
     database_url, secret, admin_url = db
-    async with tessera_client.connect(database_url) as tessera:
+    async with AsyncTessera.connect(database_url) as tessera:
         organizer = tessera.as_user(create_local_user(admin_url).id)
         event = await organizer.create_event(
             "SSE benchmark", capacity=args.bookings, starts_at=datetime.now(UTC) + timedelta(days=1)

@@ -10,28 +10,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import uvicorn
 from app import Settings, create_app
 
-import tessera_client
-from tessera_client import create_local_user
-from tessera_client._local.stack import LocalStack
+from tessera_client import AsyncTessera
+from tessera_client.local import create_local_user
 
 PEOPLE = ("alice@example.test", "bob@example.test", "carol@example.test")
 
 
 def local_settings() -> Settings:
-    """Start the local stack (a no-op when it runs) and add sample data once."""
-    stack = LocalStack()
-    if stack.up():
-        print(f"local stack started at {stack.db_url}")
+    """Start the local stack with ``tessera dev up`` (a no-op when it runs), read its URL and
+    JWT secret from ``tessera dev status --json``, and add sample data once."""
+    subprocess.run(["tessera", "dev", "up"], check=True)
+    status = json.loads(
+        subprocess.run(
+            ["tessera", "dev", "status", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    as_postgrest = psycopg.conninfo.conninfo_to_dict(status["db_url"]) | {"user": "authenticator"}
     settings = Settings(
-        database_url=stack.url("authenticator"),
-        jwt_secret=stack.jwt_secret(),
-        dev_admin_url=stack.db_url,
+        database_url=psycopg.conninfo.make_conninfo(**as_postgrest),  # type: ignore[arg-type]
+        jwt_secret=Path(status["jwt_secret_file"]).read_text().strip(),
+        dev_admin_url=status["db_url"],
     )
     asyncio.run(add_sample_events(settings))
     return settings
@@ -40,7 +48,7 @@ def local_settings() -> Settings:
 async def add_sample_events(settings: Settings) -> None:
     """People to sign in as, and three events, unless there are upcoming events already."""
     assert settings.dev_admin_url is not None
-    async with tessera_client.connect(settings.database_url) as tessera:
+    async with AsyncTessera.connect(settings.database_url) as tessera:
         if await tessera.list_events(status="published", starts_after=datetime.now(UTC)):
             return
         for email in PEOPLE:

@@ -31,8 +31,7 @@ except ImportError:
         "Playwright is missing; install it with: pip install -e '.[dev,web]'", pytrace=False
     )
 
-import tessera_client
-from tessera_client import Event
+from tessera_client import Event, Tessera
 
 from ..support import TestDatabase
 from ..tools import require_tool
@@ -86,14 +85,14 @@ class WebApp:
     def create_event(self, title: str, capacity: int, **options: Any) -> Event:
         """An upcoming, published event, made by an organizer through the SDK."""
         organizer = self.db.create_user()
-        with tessera_client.connect_sync(self.db.url("authenticator")) as tessera:
+        with Tessera.connect(self.db.url("authenticator")) as tessera:
             return tessera.as_user(organizer).create_event(
                 title, capacity, datetime.now(UTC) + timedelta(days=3), **options
             )
 
     def book_as(self, user_id: uuid.UUID, event: Event) -> None:
         """A booking made outside the browser, by someone else."""
-        with tessera_client.connect_sync(self.db.url("authenticator")) as tessera:
+        with Tessera.connect(self.db.url("authenticator")) as tessera:
             tessera.as_user(user_id).book(event.id)
 
     def person(self, email: str) -> Page:

@@ -7,7 +7,7 @@ import secrets
 import jwt
 from playwright.sync_api import Page, Response, expect
 
-from tessera_client import local_user_token
+from tessera_client.local import local_user_token
 
 from .conftest import WebApp
 
