@@ -31,7 +31,7 @@ except ImportError:
         "Playwright is missing; install it with: pip install -e '.[dev,web]'", pytrace=False
     )
 
-from tessera_client import Event, Tessera
+from tessera_client import Booking, Event, Tessera
 
 from ..support import TestDatabase
 from ..tools import require_tool
@@ -90,10 +90,14 @@ class WebApp:
                 title, capacity, datetime.now(UTC) + timedelta(days=3), **options
             )
 
-    def book_as(self, user_id: uuid.UUID, event: Event) -> None:
+    def book_as(self, user_id: uuid.UUID, event: Event) -> Booking:
         """A booking made outside the browser, by someone else."""
         with Tessera.connect(self.db.url("authenticator")) as tessera:
-            tessera.as_user(user_id).book(event.id)
+            return tessera.as_user(user_id).book(event.id)
+
+    def cancel_as(self, user_id: uuid.UUID, booking: Booking) -> None:
+        with Tessera.connect(self.db.url("authenticator")) as tessera:
+            tessera.as_user(user_id).cancel(booking.id)
 
     def person(self, email: str) -> Page:
         """A browser of its own for one person, signed in through the dev sign-in page."""

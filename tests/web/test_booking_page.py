@@ -50,6 +50,21 @@ def test_two_people_one_seat_live(web: WebApp) -> None:
     assert [row["status"] for row in web.bookings_of(event)] == ["cancelled", "confirmed"]
 
 
+def test_waitlist_position_moves_up_live(web: WebApp) -> None:
+    event = web.create_event("Poetry slam", capacity=1)
+    ahead, first_waiting = web.db.create_user(), web.db.create_user()
+    web.book_as(ahead, event)
+    waiting = web.book_as(first_waiting, event)
+    gina = web.person("gina@example.test")
+    web.open_event(gina, event)
+    assert book(gina).status == 200
+    expect(gina.locator("#my-bookings .status")).to_have_text("waitlisted, #2")
+
+    web.cancel_as(first_waiting, waiting)  # someone else's booking: Gina's moves up
+    expect(gina.locator("#my-bookings .status")).to_have_text("waitlisted, #1", timeout=LIVE_MS)
+    expect(gina.locator("#availability .waiting")).to_have_text("1 on the waitlist")
+
+
 def test_offer_is_claimed_before_its_deadline(web: WebApp) -> None:
     event = web.create_event("Chamber choir", capacity=1, promotion_mode="offer")
     alice, bob = web.person("alice@example.test"), web.person("bob@example.test")
