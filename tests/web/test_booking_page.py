@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import httpx
 import jwt
 from playwright.sync_api import Page, Response, expect
 
@@ -177,3 +178,27 @@ def test_rate_limited_booking_says_when_to_retry(web: WebApp) -> None:
         f"Too many requests: wait a moment and try again. (retry in {retry_after} s)"
     )
     assert web.bookings_of(second) == []
+
+
+def test_availability_stream_resumes_after_last_event_id(web: WebApp) -> None:
+    event = web.create_event("Open mic", capacity=5)
+    url = f"{web.url}/api/events/{event.id}/availability"
+
+    def first_event(headers: dict[str, str]) -> dict[str, str]:
+        with httpx.stream("GET", url, headers=headers, timeout=10) as answer:
+            assert answer.status_code == 200
+            fields: dict[str, str] = {}
+            for line in answer.iter_lines():
+                if not line and fields:
+                    return fields
+                name, _, value = line.partition(": ")
+                fields[name] = fields.get(name, "") + value
+        raise AssertionError("the stream ended without an event")
+
+    snapshot = first_event({})
+    assert 'data-seats="5"' in snapshot["data"]
+    web.book_as(web.db.create_user(), event)  # while nobody is connected
+    # Reconnecting with the last id seen delivers the change that was missed, not a snapshot.
+    missed = first_event({"Last-Event-ID": snapshot["id"]})
+    assert 'data-seats="4"' in missed["data"]
+    assert int(missed["id"]) > int(snapshot["id"])
