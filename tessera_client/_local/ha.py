@@ -289,13 +289,19 @@ class HaFormation:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def kill_node(self, node: str) -> None:
-        """Simulate losing a machine: SIGKILL the node's postmaster and its pg_autoctl keeper."""
-        postmaster = self.postmaster_pid(node)
+        """Simulate losing the node's machine: SIGKILL its pg_autoctl keeper, its postmaster
+        and the postmaster's children (backends, WAL sender), all at once."""
         keeper = self.keeper_pid(node)
-        if postmaster:
-            os.kill(postmaster, signal.SIGKILL)
+        postmaster = self.postmaster_pid(node)
+        # PostgreSQL's children run in sessions of their own: killing the postmaster's process
+        # group would miss them, and an orphaned backend could still answer a client.
+        children = _children(postmaster) if postmaster else []
         if keeper:
             _kill_group(keeper)
+        for pid in [postmaster, *children]:
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def start_node(self, node: str) -> None:
         """Start a stopped or killed node again; it rejoins as a standby of the current primary."""
@@ -364,7 +370,12 @@ class HaFormation:
             for name in NODE_NAMES:
                 try:
                     with psycopg.connect(self.node_url(name), connect_timeout=2) as conn:
-                        row = conn.execute("select pg_is_in_recovery()").fetchone()
+                        # A standby being promoted is out of recovery but still read-only
+                        # until the monitor confirms the old primary is gone.
+                        row = conn.execute(
+                            "select pg_is_in_recovery()"
+                            " or current_setting('transaction_read_only')::boolean"
+                        ).fetchone()
                         if row and not row[0]:
                             return name
                 except psycopg.OperationalError as exc:
@@ -669,6 +680,14 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

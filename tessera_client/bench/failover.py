@@ -1,0 +1,380 @@
+"""Chaos benchmark: a flash sale across an unplanned failover and a planned switchover.
+
+``tessera bench failover`` builds a throwaway HA formation (``tessera dev up --ha``: monitor,
+primary, synchronous standby), then:
+
+1. users arrive at a steady rate and book one seat each through the SDK, every booking with
+   an idempotency key of its own, retrying transient failures (the SDK's :class:`RetryPolicy`);
+2. a few seconds in, the primary's machine is "lost": its pg_autoctl keeper, postmaster and
+   backends are SIGKILLed at once; the standby is promoted by the monitor;
+3. the lost node is started again and rejoins as the standby;
+4. a planned switchover hands the primary role back, still under load.
+
+It then reads the new primary and reports bookings acknowledged, lost (acknowledged but not
+in the database), doubled (a user with two bookings), oversold, the time from the kill to the
+first acknowledged booking, failed bookings, and ``public.check_invariants``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tessera_client import RetryPolicy, SoldOut, TesseraError, connect
+from tessera_client._identity import create_local_users
+from tessera_client._local.ha import HaFormation
+from tessera_client.bench._stats import latency_summary
+
+__all__ = [
+    "FailoverSettings",
+    "chaos_sale",
+    "free_port_block",
+    "render_markdown",
+    "run_failover_bench",
+]
+
+# Retries span a failover: about 20 s of exponential back-off capped at half a second.
+FAILOVER_RETRY = RetryPolicy(attempts=50, initial_delay=0.05, max_delay=0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSettings:
+    """Size of the chaos sale.
+
+    Attributes:
+        rate: Users arriving per second, each booking one seat.
+        seats: Capacity of the event (later bookings join its waitlist: still writes).
+        clients: Connections the users share.
+        kill_after: Seconds of load before the primary is killed.
+        settle: Seconds of load after the switchover, before arrivals stop.
+    """
+
+    rate: float = 150.0
+    seats: int = 2000
+    clients: int = 48
+    kill_after: float = 5.0
+    settle: float = 3.0
+
+    @classmethod
+    def for_smoke(cls) -> FailoverSettings:
+        """A CI-sized run: the same chaos, fewer users."""
+        return cls(rate=40.0, seats=300, clients=16, kill_after=2.0, settle=1.0)
+
+    def replace(self, **changes: Any) -> FailoverSettings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class _Attempt:
+    user: uuid.UUID
+    key: str
+    started: float
+    finished: float = 0.0
+    booking_id: uuid.UUID | None = None
+    status: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Chaos:
+    killed: str = ""
+    kill_at: float = 0.0
+    writable_at: float = 0.0
+    rejoined_at: float = 0.0
+    switch_started: float = 0.0
+    switch_finished: float = 0.0
+    new_primary: str = ""
+    final_primary: str = ""
+    timeline: list[str] = field(default_factory=list)
+
+
+async def chaos_sale(
+    formation: HaFormation,
+    settings: FailoverSettings,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Run the sale against a running ``formation`` and return the verdict (see module doc)."""
+    db_url = formation.status().db_url
+    organizer, *_ = await asyncio.to_thread(create_local_users, db_url, 1, prefix="organizer")
+    # Enough users for arrivals until the chaos is over, at most two minutes of them.
+    crowd = await asyncio.to_thread(
+        create_local_users, db_url, int(settings.rate * 120), prefix="failover"
+    )
+    async with connect(
+        db_url, min_size=settings.clients, max_size=settings.clients, retry=FAILOVER_RETRY
+    ) as tessera:
+        event = await tessera.as_user(organizer).create_event(
+            "Failover flash sale",
+            capacity=settings.seats,
+            starts_at=datetime.now(UTC) + timedelta(days=30),
+            max_seats_per_booking=1,
+        )
+        attempts: list[_Attempt] = []
+        gate = asyncio.Semaphore(settings.clients)
+        done = asyncio.Event()
+
+        async def book(user: uuid.UUID) -> None:
+            attempt = _Attempt(user, f"failover-{user}", time.monotonic())
+            attempts.append(attempt)
+            async with gate:
+                try:
+                    booking = await tessera.as_user(user).book(
+                        event.id, 1, idempotency_key=attempt.key
+                    )
+                    attempt.booking_id, attempt.status = booking.id, str(booking.status)
+                except SoldOut:
+                    attempt.status = "sold_out"
+                except TesseraError as exc:
+                    attempt.error = exc.code or type(exc).__name__
+            attempt.finished = time.monotonic()
+
+        async def arrivals() -> None:
+            tasks = []
+            start = time.monotonic()
+            for index, user in enumerate(crowd):
+                if done.is_set():
+                    break
+                await asyncio.sleep(max(0.0, start + index / settings.rate - time.monotonic()))
+                tasks.append(asyncio.create_task(book(user)))
+            await asyncio.gather(*tasks)
+
+        chaos = _Chaos()
+        load = asyncio.create_task(arrivals())
+        try:
+            await _run_chaos(formation, settings, chaos, progress)
+            await asyncio.sleep(settings.settle)
+        finally:
+            done.set()
+            progress("waiting for the last bookings")
+            await load
+    return await asyncio.to_thread(_verdict, formation, event.id, settings, attempts, chaos)
+
+
+async def _run_chaos(
+    formation: HaFormation,
+    settings: FailoverSettings,
+    chaos: _Chaos,
+    progress: Callable[[str], None],
+) -> None:
+    await asyncio.sleep(settings.kill_after)
+    primary = formation.status().primary
+    if primary is None:
+        raise RuntimeError("no primary to kill")
+    progress(f"killing {primary.name} (SIGKILL: keeper, postmaster, backends)")
+    chaos.killed = primary.name
+    chaos.kill_at = time.monotonic()
+    formation.kill_node(primary.name)
+    chaos.new_primary = await asyncio.to_thread(formation.wait_until_writable, 60.0)
+    chaos.writable_at = time.monotonic()
+    chaos.timeline.append(f"{chaos.new_primary} accepts writes")
+    progress(f"{chaos.new_primary} promoted; restarting {primary.name}")
+    formation.start_node(primary.name)
+    await asyncio.to_thread(formation.wait_until_replicated, 120.0)
+    chaos.rejoined_at = time.monotonic()
+    chaos.timeline.append(f"{primary.name} rejoined as synchronous standby")
+    progress("planned switchover")
+    chaos.switch_started = time.monotonic()
+    chaos.final_primary = await asyncio.to_thread(formation.switchover, 60.0)
+    chaos.switch_finished = time.monotonic()
+    chaos.timeline.append(f"switched over to {chaos.final_primary}")
+
+
+def _verdict(
+    formation: HaFormation,
+    event_id: uuid.UUID,
+    settings: FailoverSettings,
+    attempts: list[_Attempt],
+    chaos: _Chaos,
+) -> dict[str, Any]:
+    acknowledged = {a.booking_id: a for a in attempts if a.booking_id is not None}
+    with psycopg.connect(formation.status().admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select id, user_id, status, seats from public.bookings where event_id = %s",
+            (event_id,),
+        ).fetchall()
+        invariants = [
+            f"{row[0]}: {row[1]}"
+            for row in conn.execute(
+                "select check_name, problem from public.check_invariants(%s)", (event_id,)
+            ).fetchall()
+        ]
+        primary_lsn = conn.execute("select pg_current_wal_lsn()::text").fetchone()
+    stored = {row[0]: row for row in rows}
+    per_user = Counter(row[1] for row in rows)
+    confirmed_seats = sum(row[3] for row in rows if row[2] == "confirmed")
+    lost = [str(b) for b in acknowledged if b not in stored]
+    acknowledged_users = {a.user for a in acknowledged.values()}
+    unacknowledged = [row for row in rows if row[1] not in acknowledged_users]
+    failed = Counter(a.error for a in attempts if a.error)
+    # The first booking acknowledged after the kill: only the promoted node can have made it.
+    after_kill = [a.finished for a in attempts if a.booking_id and a.finished > chaos.kill_at]
+    first_after_kill = min(after_kill) - chaos.kill_at if after_kill else None
+    during_switch = [
+        a
+        for a in attempts
+        if a.started <= chaos.switch_finished and a.finished >= chaos.switch_started
+    ]
+    standby_has_all = _standby_has(formation, [str(b) for b in acknowledged], primary_lsn)
+    latencies = [a.finished - a.started for a in attempts if a.booking_id]
+    result: dict[str, Any] = {
+        "settings": asdict(settings),
+        "attempts": len(attempts),
+        "acknowledged": len(acknowledged),
+        "confirmed": sum(1 for a in acknowledged.values() if a.status == "confirmed"),
+        "waitlisted": sum(1 for a in acknowledged.values() if a.status == "waitlisted"),
+        "sold_out": sum(1 for a in attempts if a.status == "sold_out"),
+        "failed": dict(failed),
+        "lost": len(lost),
+        "lost_ids": lost[:10],
+        "doubled": sum(1 for count in per_user.values() if count > 1),
+        "oversold": max(0, confirmed_seats - settings.seats),
+        "committed_unacknowledged": len(unacknowledged),
+        "invariants": invariants,
+        "standby_has_every_acknowledged_booking": standby_has_all,
+        "killed": chaos.killed,
+        "promoted": chaos.new_primary,
+        "kill_to_writable_seconds": round(chaos.writable_at - chaos.kill_at, 2),
+        "kill_to_first_booking_seconds": (
+            round(first_after_kill, 2) if first_after_kill is not None else None
+        ),
+        "rejoin_seconds": round(chaos.rejoined_at - chaos.writable_at, 2),
+        "switchover_seconds": round(chaos.switch_finished - chaos.switch_started, 2),
+        "bookings_during_switchover": len(during_switch),
+        "failed_during_switchover": sum(1 for a in during_switch if a.error),
+        "final_primary": chaos.final_primary,
+        "latency_ms": latency_summary(latencies),
+        "timeline": chaos.timeline,
+    }
+    result["ok"] = (
+        not lost
+        and result["doubled"] == 0
+        and result["oversold"] == 0
+        and not invariants
+        and not failed
+        and standby_has_all
+        and first_after_kill is not None
+        and first_after_kill <= 10.0
+    )
+    return result
+
+
+def _standby_has(formation: HaFormation, booking_ids: list[str], primary_lsn: Any) -> bool:
+    """Whether the standby, once it has replayed the primary's WAL, has every booking."""
+    status = formation.status()
+    standby = next((n for n in status.nodes if n.role == "secondary" and n.pid), None)
+    if standby is None or primary_lsn is None:
+        return False
+    with psycopg.connect(formation.node_url(standby.name, "supabase_admin")) as conn:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            caught_up = conn.execute(
+                "select pg_last_wal_replay_lsn() >= %s::pg_lsn", (primary_lsn[0],)
+            ).fetchone()
+            conn.rollback()
+            if caught_up and caught_up[0]:
+                break
+            time.sleep(0.1)
+        row = conn.execute(
+            "select count(*) from public.bookings where id = any(%s::uuid[])", (booking_ids,)
+        ).fetchone()
+    return bool(row and row[0] == len(booking_ids))
+
+
+def free_port_block(size: int) -> int:
+    """A port such that it and the ``size - 1`` after it are free."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = int(sock.getsockname()[1])
+        if base + size > 65535:
+            continue
+        try:
+            for port in range(base + 1, base + size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports found")
+
+
+async def run_failover_bench(
+    settings: FailoverSettings, progress: Callable[[str], None] = lambda _msg: None
+) -> dict[str, Any]:
+    """Build a throwaway formation in a temporary directory, run :func:`chaos_sale`, remove it."""
+    workdir = Path(tempfile.mkdtemp(prefix="tessera-failover-"))
+    workdir.chmod(0o755)  # the unprivileged server user must enter it when run as root
+    formation = HaFormation(workdir / "ha", port=free_port_block(3))
+    try:
+        started = time.monotonic()
+        progress("starting the HA formation")
+        await asyncio.to_thread(formation.up, progress)
+        setup_seconds = time.monotonic() - started
+        result = await chaos_sale(formation, settings, progress)
+        result["formation_up_seconds"] = round(setup_seconds, 1)
+        return result
+    finally:
+        await asyncio.to_thread(formation.destroy)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def render_markdown(result: dict[str, Any], command: str) -> str:
+    """A docs/benchmarks.md section for one run."""
+    failed = result["failed"] or {}
+    rows = [
+        ("bookings attempted", result["attempts"]),
+        ("acknowledged (confirmed + waitlisted)", result["acknowledged"]),
+        ("lost (acknowledged, absent on the new primary)", result["lost"]),
+        ("doubled (a user with two bookings)", result["doubled"]),
+        ("oversold seats", result["oversold"]),
+        ("failed after retries", sum(failed.values()) if failed else 0),
+        ("committed but not acknowledged", result["committed_unacknowledged"]),
+        ("check_invariants() problems", len(result["invariants"])),
+        (
+            "standby holds every acknowledged booking",
+            result["standby_has_every_acknowledged_booking"],
+        ),
+        ("kill -> promoted node accepts writes (s)", result["kill_to_writable_seconds"]),
+        ("kill -> first acknowledged booking (s)", result["kill_to_first_booking_seconds"]),
+        ("killed node rejoins as synchronous standby (s)", result["rejoin_seconds"]),
+        ("planned switchover (s)", result["switchover_seconds"]),
+        (
+            "bookings in flight during the switchover / failed",
+            (f"{result['bookings_during_switchover']} / {result['failed_during_switchover']}"),
+        ),
+        (
+            "booking latency p50 / p99 / max (ms)",
+            (
+                f"{result['latency_ms']['p50']:.0f} / {result['latency_ms']['p99']:.0f} / "
+                f"{result['latency_ms']['max']:.0f}"
+            ),
+        ),
+    ]
+    settings = result["settings"]
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"{settings['rate']:g} users/s, one seat each, {settings['clients']} connections, "
+        f"capacity {settings['seats']} (then the waitlist); {result['killed']} killed after "
+        f"{settings['kill_after']:g} s, {result['promoted']} promoted, then switched back to "
+        f"{result['final_primary']}. Verdict: "
+        + ("all checks passed." if result["ok"] else "**some checks failed**."),
+        "",
+        "| measure | value |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in rows),
+    ]
+    return "\n".join(lines) + "\n"
