@@ -64,16 +64,16 @@ MONITOR_SETTINGS = {
     "pgautofailover.health_check_timeout": "1000",
     "pgautofailover.health_check_max_retries": "1",
     "pgautofailover.health_check_retry_delay": "500",
-    "pgautofailover.node_considered_unhealthy_timeout": "3000",
+    "pgautofailover.node_considered_unhealthy_timeout": "2000",
     # Before promoting, the monitor waits this long for an unreachable primary to demote itself
     # (default 30000). Must stay above the keepers' network_partition_timeout below.
-    "pgautofailover.primary_demote_timeout": "4000",
+    "pgautofailover.primary_demote_timeout": "3000",
 }
 # Keeper timeouts (seconds), set with `pg_autoctl config set` on each node. Defaults: 20 / 5.
 KEEPER_SETTINGS = {
     # A primary cut off from both the monitor and its standby demotes itself after this long,
     # so that a partitioned old primary stops accepting writes the new one cannot see.
-    "timeout.network_partition_timeout": "3",
+    "timeout.network_partition_timeout": "2",
     "timeout.prepare_promotion_walreceiver": "1",
 }
 # Server settings the local stack uses that pg_auto_failover's include file would override.
