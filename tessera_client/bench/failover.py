@@ -35,9 +35,9 @@ from typing import Any
 import psycopg
 
 from tessera_client import RetryPolicy, SoldOut, TesseraError, connect
-from tessera_client._identity import create_local_users
 from tessera_client._local.ha import HaFormation
 from tessera_client.bench._stats import latency_summary
+from tessera_client.local import create_local_users
 
 __all__ = [
     "FailoverSettings",
