@@ -34,7 +34,7 @@ from typing import Any
 
 import psycopg
 
-from tessera_client import RetryPolicy, SoldOut, TesseraError, connect
+from tessera_client import AsyncTessera, RetryPolicy, SoldOut, TesseraError
 from tessera_client._local.ha import HaFormation
 from tessera_client.bench._stats import latency_summary
 from tessera_client.local import create_local_users
@@ -114,7 +114,7 @@ async def chaos_sale(
     crowd = await asyncio.to_thread(
         create_local_users, db_url, int(settings.rate * 120), prefix="failover"
     )
-    async with connect(
+    async with AsyncTessera.connect(
         db_url, min_size=settings.clients, max_size=settings.clients, retry=FAILOVER_RETRY
     ) as tessera:
         event = await tessera.as_user(organizer).create_event(
@@ -164,6 +164,7 @@ async def chaos_sale(
         follower = asyncio.create_task(follow())
         chaos = _Chaos()
         load = asyncio.create_task(arrivals())
+        lag = asyncio.create_task(_sample_replica_lag(formation, settings.kill_after - 0.5))
         try:
             await _run_chaos(formation, settings, chaos, progress)
             await asyncio.sleep(settings.settle)
@@ -176,9 +177,38 @@ async def chaos_sale(
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-    return await asyncio.to_thread(
+    result = await asyncio.to_thread(
         _verdict, formation, event.id, settings, attempts, chaos, received
     )
+    result["replica_lag_before_kill"] = await lag
+    return result
+
+
+async def _sample_replica_lag(formation: HaFormation, seconds: float) -> dict[str, Any]:
+    """The standby's replay lag under the sale's load, sampled every 50 ms on the primary."""
+    byte_lags: list[float] = []
+    time_lags: list[float] = []
+    async with await psycopg.AsyncConnection.connect(
+        formation.status().admin_url, autocommit=True
+    ) as conn:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            cur = await conn.execute(
+                "select pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8,"
+                " extract(epoch from replay_lag)::float8 from pg_stat_replication"
+            )
+            for byte_lag, time_lag in await cur.fetchall():
+                if byte_lag is not None:
+                    byte_lags.append(byte_lag)
+                time_lags.append(time_lag or 0.0)  # null: nothing left to replay
+            await asyncio.sleep(0.05)
+    ordered = sorted(byte_lags)
+    return {
+        "samples": len(time_lags),
+        "replay_lag_ms": latency_summary(time_lags),
+        "bytes_p50": ordered[len(ordered) // 2] if ordered else None,
+        "bytes_max": ordered[-1] if ordered else None,
+    }
 
 
 async def _caught_up(
@@ -393,6 +423,7 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
     failed = result["failed"] or {}
     rt = result["realtime"]
     before, whole = result["latency_before_kill_ms"], result["latency_ms"]
+    lag = result["replica_lag_before_kill"]["replay_lag_ms"]
     rows = [
         ("bookings attempted", result["attempts"]),
         ("acknowledged (confirmed + waitlisted)", result["acknowledged"]),
@@ -421,6 +452,10 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
             "realtime follower: entries / received / missed / duplicated",
             f"{rt['entries']} / {rt['received']} / {rt['missed']} / {rt['duplicates']}"
             + ("" if rt["in_order"] else " (out of order)"),
+        ),
+        (
+            "standby replay lag before the kill p50 / p99 / max (ms)",
+            f"{lag['p50']:.1f} / {lag['p99']:.1f} / {lag['max']:.1f}",
         ),
         (
             "booking latency before the kill p50 / p99 (ms)",
