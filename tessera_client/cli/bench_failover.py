@@ -65,8 +65,10 @@ def failover(
     base = FailoverSettings.for_smoke() if smoke else FailoverSettings()
     changes = {"rate": rate, "seats": seats, "clients": clients, "kill_after": kill_after}
     settings = base.replace(**{k: v for k, v in changes.items() if v is not None})
-    # The pool logs every refused reconnection while the primary is down; the result counts them.
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    # The pool, the driver and the realtime poller log every refused reconnection while the
+    # primary is down; the result accounts for every call, so keep the report readable.
+    for name in ("psycopg", "tessera_client"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     result = asyncio.run(
         run_failover_bench(
             settings, progress=lambda step: err_console.print(f"  {step}", style="dim")
