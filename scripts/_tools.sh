@@ -13,6 +13,7 @@ test_apt_packages=(
     pgbouncer                             # transaction-pooling tests
     postgresql-15-auto-failover           # pg_auto_failover extension (monitor + nodes), tests/ha
     pg-auto-failover-cli                  # pg_autoctl, which drives the HA formation
+    chromium                              # browser tests of the example booking page
 )
 
 install_test_tools() {
@@ -68,6 +69,7 @@ verify_test_tools() {
     check pgbouncer "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" --version
     check pg-auto-failover-cli "$(command -v pg_autoctl || echo /usr/bin/pg_autoctl)" --version
     check postgresql-15-auto-failover test -f "$ext/pgautofailover.control"
+    check chromium chromium --version
     local want
     want="$(pinned_supabase_cli)"
     if [ "$(node_modules/.bin/supabase --version 2>/dev/null)" != "$want" ]; then
@@ -78,5 +80,5 @@ verify_test_tools() {
         printf '  - %s\n' "${problems[@]}" >&2
         exit 1
     fi
-    echo "==> test tools verified: PostgreSQL 15, pg_prove, pgTAP, plpgsql_check, pg_cron, PgBouncer, pg_auto_failover, Supabase CLI $want"
+    echo "==> test tools verified: PostgreSQL 15, pg_prove, pgTAP, plpgsql_check, pg_cron, PgBouncer, Chromium, pg_auto_failover, Supabase CLI $want"
 }

@@ -13,7 +13,11 @@ The four statements travel together in one round trip (libpq pipeline mode, one 
 When the call fails the server skips the ``COMMIT``, and a ``ROLLBACK`` follows in a second
 round trip: only failed calls pay it.
 
-Both settings are transaction-local and nothing else is left on the connection (no
+Like PostgREST, it also applies the impersonated role's own ``statement_timeout`` and
+``lock_timeout`` (``alter role authenticated set statement_timeout = '8s'``), which a plain
+``set_config('role', …)`` does not: they are read from ``pg_db_role_setting`` once per
+transport and set with ``set_config(…, true)`` in the same preamble, so no API call runs
+unbounded. All settings are transaction-local and nothing else is left on the connection (no
 server-side prepared statements, no ``SET``, no ``LISTEN``), so it works through PgBouncer
 or Supavisor in transaction-pooling mode. Realtime subscriptions are the exception: their
 :class:`~tessera_client._transports._poller.LedgerPoller` keeps one connection of its own,
@@ -68,6 +72,19 @@ from tessera_client._transports._poller import LedgerPoller
 __all__ = ["PostgresTransport"]
 
 _PREAMBLE = "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
+# The per-role settings PostgREST would apply for the impersonated role and that bound a call.
+ROLE_LIMITS = ("statement_timeout", "lock_timeout")
+# Database-wide role settings first, so those for this database (applied later) win.
+_ROLE_SETTINGS = """
+select r.rolname as role, s.setconfig as settings
+from pg_catalog.pg_db_role_setting as s
+join pg_catalog.pg_roles as r on r.oid = s.setrole
+where s.setdatabase in (
+    0, (select d.oid from pg_catalog.pg_database as d
+        where d.datname = pg_catalog.current_database())
+)
+order by s.setdatabase
+"""
 # Upper case: what PostgreSQL's own tools send, and what the fault-injecting proxies of the
 # test suite look for on the wire.
 _BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
@@ -151,6 +168,8 @@ class PostgresTransport:
         self.replica_reads = 0
         self.replica_fallbacks = 0
         self._opened = False
+        # role -> [(setting, value)] of ROLE_LIMITS, read once (see role_limits()).
+        self._role_limits: dict[str, list[tuple[str, str]]] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -297,6 +316,37 @@ class PostgresTransport:
             return list(await self._read(identity, statement, params))
         return list(await self._on_primary(identity, statement, params, write=False))
 
+    async def role_limits(self) -> dict[str, list[tuple[str, str]]]:
+        """The ``statement_timeout`` / ``lock_timeout`` each role has in this database.
+
+        Read once per transport, like PostgREST reads them at start-up (restart or make a
+        new client after ``alter role … set``).
+        """
+        if self._role_limits is None:
+            limits: dict[str, list[tuple[str, str]]] = {}
+            async with self._pool.connection() as conn, conn.cursor() as cur:
+                try:
+                    await cur.execute(_ROLE_SETTINGS)
+                    rows = await cur.fetchall()
+                except psycopg.Error as exc:
+                    raise await self._translate(conn, exc, self._pool) from exc
+                for role, settings in rows:
+                    for setting in settings or ():
+                        name, _, value = setting.partition("=")
+                        if name in ROLE_LIMITS:
+                            limits.setdefault(role, []).append((name, value))
+            self._role_limits = limits
+        return self._role_limits
+
+    async def _preamble(self, identity: Identity) -> tuple[sql.Composed, list[Any]]:
+        """``set_config`` of the role, the claims and the role's own time limits."""
+        params: list[Any] = [identity.role, json.dumps(dict(identity.claims))]
+        limits = (await self.role_limits()).get(identity.role, [])
+        extra = [sql.SQL(", set_config(%s, %s, true)")] * len(limits)
+        for name, value in limits:
+            params += [name, value]
+        return sql.Composed([sql.SQL(_PREAMBLE), *extra]), params
+
     async def _on_primary(
         self, identity: Identity, query: sql.Composed, params: Any, *, write: bool
     ) -> list[dict[str, Any]]:
@@ -353,8 +403,8 @@ class PostgresTransport:
         replica = pool is not None
         pool = pool or self._pool
         track = write and self._read_pool is not None
-        claims = json.dumps(dict(identity.claims))
         try:
+            preamble, preamble_params = await self._preamble(identity)
             async with pool.connection(
                 timeout=min(self._timeout, _REPLICA_CONNECT_WAIT) if replica else None
             ) as conn:
@@ -364,7 +414,7 @@ class PostgresTransport:
                             await conn.execute(_BEGIN)
                             if replayed is not None:
                                 await extra.execute(_REPLAYED, (replayed,))
-                            await conn.execute(_PREAMBLE, (identity.role, claims))
+                            await conn.execute(preamble, preamble_params)
                             await cur.execute(query, params)
                             await conn.execute(_COMMIT)
                             if track:
