@@ -397,6 +397,11 @@ class HaFormation:
 
     # -- internals ------------------------------------------------------------------------
     def _create(self, progress: Callable[[str], None]) -> None:
+        if not (self.pg_bin.parent / "lib" / "pgautofailover.so").exists():
+            raise FormationError(
+                f"the PostgreSQL in {self.pg_bin} has no pg_auto_failover extension; on Debian: "
+                "apt-get install postgresql-15-auto-failover (or set TESSERA_PG_BIN)"
+            )
         for node in NODE_NAMES:
             _check_port_free(self.node_ports[node])
         _check_port_free(self.monitor_port)

@@ -170,6 +170,8 @@ async def chaos_sale(
             await asyncio.sleep(settings.settle)
         finally:
             done.set()
+            if not lag.done():
+                lag.cancel()
             progress("waiting for the last bookings")
             await load
             progress("waiting for the realtime follower to catch up")
@@ -180,7 +182,7 @@ async def chaos_sale(
     result = await asyncio.to_thread(
         _verdict, formation, event.id, settings, attempts, chaos, received
     )
-    result["replica_lag_before_kill"] = await lag
+    result["replica_lag_before_kill"] = lag.result() if not lag.cancelled() else None
     return result
 
 
@@ -423,7 +425,11 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
     failed = result["failed"] or {}
     rt = result["realtime"]
     before, whole = result["latency_before_kill_ms"], result["latency_ms"]
-    lag = result["replica_lag_before_kill"]["replay_lag_ms"]
+    lag = (result.get("replica_lag_before_kill") or {}).get("replay_lag_ms") or {
+        "p50": float("nan"),
+        "p99": float("nan"),
+        "max": float("nan"),
+    }
     rows = [
         ("bookings attempted", result["attempts"]),
         ("acknowledged (confirmed + waitlisted)", result["acknowledged"]),

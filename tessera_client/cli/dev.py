@@ -139,6 +139,7 @@ def _status_ha(json_out: bool) -> None:
         print_json(info.as_dict())
     else:
         table = Table(show_header=False, box=None)
+        table.add_row("status", "[green]running[/]" if info.running else "[red]stopped[/]")
         table.add_row("database URL", info.db_url)
         table.add_row("monitor URL", info.monitor_url)
         table.add_row("data dir", str(info.data_dir))
