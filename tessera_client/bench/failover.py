@@ -152,16 +152,18 @@ async def chaos_sale(
                 tasks.append(asyncio.create_task(book(user)))
             await asyncio.gather(*tasks)
 
-        # A realtime follower of the event, from its first entry: it must see every ledger
-        # entry once and in order, whichever node it reads from.
-        received: list[int] = []
+        # Realtime followers of the event, from its first entry: each must see every ledger
+        # entry once and in order, whichever node it reads from. The service role gets rows
+        # from the poller; the organizer gets wake-ups and reads event_changes as themself.
+        received: dict[str, list[int]] = {"service": [], "organizer": []}
+        watchers = {"service": tessera.as_service(), "organizer": tessera.as_user(organizer)}
 
-        async def follow() -> None:
-            async with tessera.as_service().watch_event(event.id, after_seq=0) as changes:
+        async def follow(name: str) -> None:
+            async with watchers[name].watch_event(event.id, after_seq=0) as changes:
                 async for change in changes:
-                    received.append(change.seq)
+                    received[name].append(change.seq)
 
-        follower = asyncio.create_task(follow())
+        followers = [asyncio.create_task(follow(name)) for name in received]
         chaos = _Chaos()
         load = asyncio.create_task(arrivals())
         lag = asyncio.create_task(_sample_replica_lag(formation, settings.kill_after - 0.5))
@@ -174,11 +176,13 @@ async def chaos_sale(
                 lag.cancel()
             progress("waiting for the last bookings")
             await load
-            progress("waiting for the realtime follower to catch up")
-            await _caught_up(formation, event.id, received)
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            progress("waiting for the realtime followers to catch up")
+            for seqs in received.values():
+                await _caught_up(formation, event.id, seqs)
+            for follower in followers:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
     result = await asyncio.to_thread(
         _verdict, formation, event.id, settings, attempts, chaos, received
     )
@@ -267,7 +271,7 @@ def _verdict(
     settings: FailoverSettings,
     attempts: list[_Attempt],
     chaos: _Chaos,
-    received: list[int],
+    received: dict[str, list[int]],
 ) -> dict[str, Any]:
     acknowledged = {a.booking_id: a for a in attempts if a.booking_id is not None}
     with psycopg.connect(formation.status().admin_url, autocommit=True) as conn:
@@ -299,14 +303,7 @@ def _verdict(
     after_kill = [a.finished for a in attempts if a.booking_id and a.started > chaos.kill_at]
     first_after_kill = min(after_kill) - chaos.kill_at if after_kill else None
     before_kill = [a.finished - a.started for a in attempts if a.finished < chaos.kill_at]
-    realtime = {
-        "entries": len(ledger),
-        "received": len(received),
-        "missed": len(set(ledger) - set(received)),
-        "phantom": len(set(received) - set(ledger)),
-        "duplicates": len(received) - len(set(received)),
-        "in_order": received == sorted(received),
-    }
+    realtime = {name: _followed(ledger, seqs) for name, seqs in received.items()}
     during_switch = [
         a
         for a in attempts
@@ -352,12 +349,26 @@ def _verdict(
         and not invariants
         and not failed
         and standby_has_all
-        and realtime["missed"] == realtime["phantom"] == realtime["duplicates"] == 0
-        and realtime["in_order"]
+        and all(
+            rt["missed"] == rt["phantom"] == rt["duplicates"] == 0 and rt["in_order"]
+            for rt in realtime.values()
+        )
         and first_after_kill is not None
         and first_after_kill <= 10.0
     )
     return result
+
+
+def _followed(ledger: list[int], seqs: list[int]) -> dict[str, Any]:
+    """How a follower's received entries compare with the event's ledger."""
+    return {
+        "entries": len(ledger),
+        "received": len(seqs),
+        "missed": len(set(ledger) - set(seqs)),
+        "phantom": len(set(seqs) - set(ledger)),
+        "duplicates": len(seqs) - len(set(seqs)),
+        "in_order": seqs == sorted(seqs),
+    }
 
 
 def _standby_has(formation: HaFormation, booking_ids: list[str], primary_lsn: Any) -> bool:
@@ -423,7 +434,6 @@ async def run_failover_bench(
 def render_markdown(result: dict[str, Any], command: str) -> str:
     """A docs/benchmarks.md section for one run."""
     failed = result["failed"] or {}
-    rt = result["realtime"]
     before, whole = result["latency_before_kill_ms"], result["latency_ms"]
     lag = (result.get("replica_lag_before_kill") or {}).get("replay_lag_ms") or {
         "p50": float("nan"),
@@ -454,10 +464,13 @@ def render_markdown(result: dict[str, Any], command: str) -> str:
             "bookings in flight during the switchover / failed",
             f"{result['bookings_during_switchover']} / {result['failed_during_switchover']}",
         ),
-        (
-            "realtime follower: entries / received / missed / duplicated",
-            f"{rt['entries']} / {rt['received']} / {rt['missed']} / {rt['duplicates']}"
-            + ("" if rt["in_order"] else " (out of order)"),
+        *(
+            (
+                f"realtime follower ({name}): entries / received / missed / duplicated",
+                f"{rt['entries']} / {rt['received']} / {rt['missed']} / {rt['duplicates']}"
+                + ("" if rt["in_order"] else " (out of order)"),
+            )
+            for name, rt in result["realtime"].items()
         ),
         (
             "standby replay lag before the kill p50 / p99 / max (ms)",
