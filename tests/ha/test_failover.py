@@ -67,4 +67,5 @@ def test_losing_the_primary_under_load_loses_and_doubles_no_booking(
         assert followed["missed"] == followed["phantom"] == followed["duplicates"] == 0, summary
         assert followed["in_order"] and followed["received"] == followed["entries"] > 0, summary
     # Bookings resumed on the promoted node (the measured time is the benchmark's business).
+    assert result["kill_to_first_commit_seconds"] is not None, summary
     assert result["kill_to_first_booking_seconds"] is not None, summary
