@@ -241,29 +241,38 @@ class AsyncTessera:
     def as_user(self, user: uuid.UUID | str, *, email: str | None = None) -> AsyncTessera:
         """A client acting as a signed-in user.
 
+        The type of ``user`` says how far it is trusted:
+
+        - a :class:`uuid.UUID` is a user id your server already trusts (a background job, an
+          admin tool, tests); nothing is checked;
+        - a :class:`str` is always an access token (a JWT), never an id: with ``jwt_secret``
+          its signature, expiry and audience are verified, and a string that is not a valid
+          JWT (a bare user id included) is refused. Pass what a request's
+          ``Authorization: Bearer …`` header carries here, never ``UUID(header)``.
+
         Args:
-            user: The user's id, or an access token (a JWT) of the user.
+            user: The user's id as a UUID, or an access token of the user.
             email: Put in the claims when ``user`` is an id (``auth.email()``).
 
         Returns:
             A client sharing this one's connections.
 
         Raises:
-            AuthenticationFailed: The token did not verify.
+            AuthenticationFailed: ``user`` is a string that is not a valid token, or did not
+                verify.
+            TypeError: ``user`` is neither a UUID nor a string.
             ValueError: The transport cannot act as a user from an id alone (Supabase
                 without ``jwt_secret``).
 
         Example:
-            >>> bob = tessera.as_user(bob_id)
+            >>> bob = tessera.as_user(bob_id)  # a uuid.UUID the server trusts
             >>> carol = tessera.as_user(request.headers["Authorization"].removeprefix("Bearer "))
         """
         if isinstance(user, uuid.UUID):
             return self._scoped(self._transport.user_identity(user, email))
-        try:
-            user_id = uuid.UUID(user)
-        except ValueError:
+        if isinstance(user, str):
             return self._scoped(self._transport.token_identity(user))
-        return self._scoped(self._transport.user_identity(user_id, email))
+        raise TypeError(f"as_user() takes a uuid.UUID or a token string, not {type(user).__name__}")
 
     def as_service(self) -> AsyncTessera:
         """A client acting as ``service_role``: an operator that may manage every event.
