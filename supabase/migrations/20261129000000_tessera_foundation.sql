@@ -193,7 +193,9 @@ language plpgsql stable security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    return tessera.caller_role() not in ('anon', 'authenticated', 'authenticator');
+    return coalesce(
+        nullif(pg_catalog.current_setting('role', true), 'none'), pg_catalog.session_user()::pg_catalog.text
+    ) not in ('anon', 'authenticated', 'authenticator');
 end
 $$;
 

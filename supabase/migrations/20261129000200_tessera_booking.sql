@@ -652,7 +652,7 @@ comment on function public.create_event(
 -- Rate limit (configuration and algorithm: tessera.rate_limits in the tables migration)
 -- ===========================================================================================
 -- Count one call of p_action for the signed-in caller (p_user, when the caller already
--- knows it), or raise TS009. Operators are not limited. Called by book_event (after its
+-- knows it), or raise TS009 (max_calls >= 1, so a user's first call is always within it). Operators are not limited. Called by book_event (after its
 -- idempotency check) and cancel_booking.
 create function tessera.enforce_rate_limit(p_action text, p_user uuid default null) returns void
 language plpgsql
@@ -672,6 +672,13 @@ begin
     v_user := coalesce(v_user, tessera.current_user_id());
     if v_user is null then
         return;  -- the caller refuses anonymous calls itself
+    end if;
+    -- The first call of a user opens their window: one insert, no configuration needed.
+    insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
+    values (v_user, p_action, now(), 1)
+    on conflict (user_id, action) do nothing;
+    if found then
+        return;
     end if;
     select rl.max_calls, rl.window_seconds into v_max, v_seconds
     from tessera.rate_limits as rl where rl.action = p_action;

@@ -16,14 +16,19 @@
 -- Supabase Realtime server reading them (the local stack) turns it off with
 --   alter database <db> set tessera.realtime_broadcast = 'off';
 -- Entries still reach direct subscribers through public.ledger_feed. Only the database's own
--- setting counts (read from the catalog, not current_setting): a caller's set_config cannot
--- switch publishing off for its own writes, and only the database owner can change it.
+-- setting switches publishing off: a session that reads 'off' (which a caller can set with
+-- set_config) is checked against the catalog, so no API role can suppress publishing; the
+-- common case, publishing on, costs no catalog read. (A caller who sets 'on' where the
+-- database says 'off' only adds its own messages to a table nobody reads.)
 create function tessera.realtime_broadcast_enabled() returns boolean
 language plpgsql stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    if pg_catalog.current_setting('tessera.realtime_broadcast', true) is distinct from 'off' then
+        return true;
+    end if;
     return not exists (
         select from pg_catalog.pg_db_role_setting as s
         cross join lateral pg_catalog.unnest(s.setconfig) as c (setting)
