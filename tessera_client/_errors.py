@@ -13,6 +13,7 @@ Every error keeps the four fields PostgreSQL and PostgREST report: ``code`` (the
     ├── InvalidTransition         TS007
     ├── CapacityConflict          TS008
     ├── RateLimited               TS009
+    ├── IdempotencyConflict       TS010
     ├── InvalidParameter          22023, and any other class 22 (data exception)
     ├── PermissionDenied          42501
     ├── AuthenticationFailed      class 28, rejected passwords and tokens (PGRST301-303)
@@ -39,6 +40,7 @@ __all__ = [
     "BookingNotFound",
     "CapacityConflict",
     "EventNotFound",
+    "IdempotencyConflict",
     "InternalError",
     "InvalidParameter",
     "InvalidSeats",
@@ -156,6 +158,10 @@ class CapacityConflict(TesseraError, code="TS008"):
 
 class RateLimited(TesseraError, code="TS009"):
     """Too many requests; wait a moment and try again."""
+
+
+class IdempotencyConflict(TesseraError, code="TS010"):
+    """The idempotency key already names a booking made with other parameters."""
 
 
 class InvalidParameter(TesseraError, code="22023", sqlstate_class="22"):

@@ -8,6 +8,7 @@ tessera_template``: isolated, and a few tens of milliseconds to make.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -18,10 +19,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tessera_client._local.paths import bootstrap_sql
 from tessera_client._local.stack import LocalStack
+from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 
+from . import security_expectations
 from .support import TestDatabase, url_for
 
 TEMPLATE = "tessera_template"
@@ -79,12 +81,12 @@ def template_db(server_admin_url: str) -> str:
     return TEMPLATE
 
 
-@pytest.fixture
-def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
-    """A fresh database cloned from the template, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def cloned_database(server_admin_url: str, template: str, prefix: str) -> Iterator[TestDatabase]:
+    """A database cloned from ``template``, dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template_db} owner postgres")
+        conn.execute(f"create database {name} template {template} owner postgres")
     database = TestDatabase(admin_url=_with_db(server_admin_url, name), name=name)
     try:
         yield database
@@ -92,3 +94,23 @@ def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
         database.close()
         with psycopg.connect(server_admin_url, autocommit=True) as conn:
             conn.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture
+def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
+    """A fresh database cloned from the template, dropped after the test."""
+    with cloned_database(server_admin_url, template_db, "test") as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def world_db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
+    """One database per test module for the security world (its checks roll back)."""
+    with cloned_database(server_admin_url, template_db, "test_sec") as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def world(world_db: TestDatabase) -> security_expectations.World:
+    """The users, events and bookings of tests/security_expectations.py, in world_db."""
+    return security_expectations.build_world(world_db)

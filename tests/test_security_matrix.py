@@ -12,7 +12,6 @@ import json
 import re
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,33 +31,8 @@ MIGRATION = (
 
 
 # ===========================================================================================
-# Fixtures: one world for the module (every check below rolls back)
+# Fixtures: one world for the module (tests/conftest.py; every check below rolls back)
 # ===========================================================================================
-def _clone(server_admin_url: str, template: str) -> TestDatabase:
-    name = f"test_sec_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template} owner postgres")
-    info = psycopg.conninfo.conninfo_to_dict(server_admin_url)
-    info["dbname"] = name
-    return TestDatabase(admin_url=psycopg.conninfo.make_conninfo(**info), name=name)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def world_db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
-    database = _clone(server_admin_url, template_db)
-    try:
-        yield database
-    finally:
-        database.close()
-        with psycopg.connect(server_admin_url, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {database.name} with (force)")
-
-
-@pytest.fixture(scope="module")
-def world(world_db: TestDatabase) -> World:
-    return expect.build_world(world_db)
-
-
 @pytest.fixture(scope="module")
 def signatures(world_db: TestDatabase) -> dict[str, list[tuple[str, str]]]:
     return public_functions(world_db)

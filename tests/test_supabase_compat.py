@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tessera_client._local.paths import bootstrap_sql
+from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations, discover
 
 from .support import url_for

@@ -765,8 +765,8 @@ declare
 begin
     perform pg_catalog.pg_advisory_xact_lock_shared(tessera.event_lock_key(p_event_id));
     select * into v_event from public.events as e where e.id = p_event_id;
-    if v_event.id is null or v_event.status = 'draft' then
-        v_event := tessera.visible_event(p_event_id);  -- TS001 unless the organizer's draft
+    if v_event.id is null or v_event.published_at is null then
+        v_event := tessera.visible_event(p_event_id);  -- TS001 unless the caller may see it
     end if;
     if v_event.status <> 'published' or pg_catalog.now() < v_event.sales_open_at
         or pg_catalog.now() >= v_event.sales_close_at then

@@ -24,7 +24,7 @@ alter default privileges for role postgres revoke execute on functions from publ
 alter default privileges for role postgres in schema public
 revoke execute on functions from anon, authenticated;
 alter default privileges for role postgres in schema public
-revoke insert, update, delete, truncate, references, trigger on tables from anon, authenticated;
+revoke all on tables from anon, authenticated;
 alter default privileges for role postgres in schema public
 revoke all on sequences from anon, authenticated;
 
@@ -167,6 +167,23 @@ tessera.ledger_entries_per_transaction(), tessera.max_ledger_transaction_id(),
 tessera.waitlist_bucket_bits()
 to service_role;
 
+-- offer_ttl: a fixed length between min_offer_ttl() and max_offer_ttl(). PostgreSQL compares
+-- intervals as if a month were 30 days ('1000 months -29970 days' would pass as 30 days), so
+-- an interval with a month part or a negative part, which has no fixed length, is refused.
+create function tessera.offer_ttl_is_valid(p_ttl interval) returns boolean
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select p_ttl is not null
+        and extract(year from p_ttl) = 0
+        and extract(month from p_ttl) = 0
+        and extract(day from p_ttl) >= 0
+        and p_ttl - pg_catalog.make_interval(days => extract(day from p_ttl)::integer) >= interval '0'
+        and p_ttl between tessera.min_offer_ttl() and tessera.max_offer_ttl()
+$$;
+
+grant execute on function tessera.offer_ttl_is_valid(interval) to service_role;
+
 -- ===========================================================================================
 -- The caller's identity
 -- ===========================================================================================
@@ -255,13 +272,27 @@ begin
 end
 $$;
 
+-- Whether the request's JWT is a Supabase anonymous sign-in (claim is_anonymous = true).
+create function tessera.caller_is_anonymous() returns boolean
+language plpgsql stable security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    return coalesce(
+        nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb
+        ->> 'is_anonymous' = 'true',
+        false
+    );
+end
+$$;
+
 -- ===========================================================================================
 -- RPC: tessera_schema_version
 -- ===========================================================================================
 create function public.tessera_schema_version() returns integer
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 1 $$;
+as $$ select 3 $$;
 
 grant execute on function public.tessera_schema_version() to anon, authenticated, service_role;
 comment on function public.tessera_schema_version() is

@@ -45,8 +45,7 @@ create table public.events (
     constraint events_waitlist_limit_range check (waitlist_limit between 0 and tessera.max_waitlist_limit()),
     constraint events_waitlist_policy_known check (waitlist_policy in ('strict', 'first_fit')),
     constraint events_promotion_mode_known check (promotion_mode in ('auto', 'offer')),
-    constraint events_offer_ttl_range
-    check (offer_ttl between tessera.min_offer_ttl() and tessera.max_offer_ttl())
+    constraint events_offer_ttl_range check (tessera.offer_ttl_is_valid(offer_ttl))
 );
 create index events_organizer_id_idx on public.events (organizer_id);
 create index events_starts_at_idx on public.events (starts_at) where status = 'published';

@@ -70,7 +70,8 @@ begin
 end
 $$;
 
--- An event the caller may see (published or cancelled: anyone; draft: its organizer), or TS001.
+-- An event the caller may see (ever published: anyone; never published: its organizer), or
+-- TS001.
 create function tessera.visible_event(p_event_id uuid) returns public.events
 language plpgsql stable
 security invoker
@@ -80,7 +81,7 @@ declare
     v_event public.events;
 begin
     select * into v_event from public.events as e where e.id = p_event_id;
-    if not found or (v_event.status = 'draft' and not tessera.can_manage_event(v_event)) then
+    if not found or (v_event.published_at is null and not tessera.can_manage_event(v_event)) then
         raise exception using
             errcode = 'TS001',
             message = 'event not found',
@@ -585,6 +586,12 @@ declare
     v_event public.events;
     v_problem text;
 begin
+    if tessera.caller_is_anonymous() then
+        raise exception using
+            errcode = '42501',
+            message = 'anonymous users cannot create events',
+            hint = 'Sign in with a permanent account (link an email or identity to this user).';
+    end if;
     v_problem := case
         when title is null or char_length(title) not between 1 and tessera.max_title_length()
             then format('title must be 1 to %s characters', tessera.max_title_length())
@@ -607,9 +614,9 @@ begin
             then 'waitlist_policy must be strict or first_fit'
         when promotion_mode is null or promotion_mode not in ('auto', 'offer')
             then 'promotion_mode must be auto or offer'
-        when offer_ttl is null
-            or offer_ttl not between tessera.min_offer_ttl() and tessera.max_offer_ttl()
-            then format('offer_ttl must be between %s and %s', tessera.min_offer_ttl(), tessera.max_offer_ttl())
+        when not tessera.offer_ttl_is_valid(offer_ttl)
+            then format('offer_ttl must be between %s and %s, without months or negative parts',
+                tessera.min_offer_ttl(), tessera.max_offer_ttl())
         when coalesce(sales_close_at, starts_at) <= coalesce(sales_open_at, now())
             then 'the sales window must close after it opens'
     end;
@@ -721,9 +728,12 @@ $$;
 --   hold_every_block (4, all blocks) -> seat_booking / join_waitlist (5, queue row).
 -- ===========================================================================================
 
--- Step 1: the booking an idempotency key already names, or null. Takes lock (1), so a
--- concurrent retry with the same key waits here and then finds the first call's booking.
-create function tessera.booking_by_key(p_user uuid, p_key text) returns public.bookings
+-- Step 1: the booking an idempotency key already names, or null; TS010 when
+-- that booking was made for another event or party size. Takes lock (1), so a concurrent
+-- retry with the same key waits here and then finds the first call's booking.
+create function tessera.booking_by_key(
+    p_user uuid, p_key text, p_event_id uuid, p_seats integer
+) returns public.bookings
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
@@ -746,6 +756,16 @@ begin
     );
     select * into v_booking from public.bookings as b
     where b.user_id = p_user and b.idempotency_key = p_key;
+    if found and (v_booking.event_id is distinct from p_event_id
+        or v_booking.seats is distinct from p_seats) then
+        raise exception using
+            errcode = 'TS010',
+            message = 'the idempotency key already names another booking request',
+            detail = pg_catalog.format(
+                'booking_id=%s event_id=%s seats=%s', v_booking.id, v_booking.event_id, v_booking.seats
+            ),
+            hint = 'Use a new idempotency key for a new request.';
+    end if;
     return v_booking;
 end
 $$;
@@ -765,8 +785,8 @@ declare
 begin
     perform pg_catalog.pg_advisory_xact_lock_shared(tessera.event_lock_key(p_event_id));
     select * into v_event from public.events as e where e.id = p_event_id;
-    if v_event.id is null or v_event.status = 'draft' then
-        v_event := tessera.visible_event(p_event_id);  -- TS001 unless the organizer's draft
+    if v_event.id is null or v_event.published_at is null then
+        v_event := tessera.visible_event(p_event_id);  -- TS001 unless the caller may see it
     end if;
     if v_event.status <> 'published' or pg_catalog.now() < v_event.sales_open_at
         or pg_catalog.now() >= v_event.sales_close_at then
@@ -1002,14 +1022,12 @@ declare
     v_booking public.bookings;
     v_slow record;
 begin
-    if idempotency_key is not null then
-        v_booking := tessera.booking_by_key(v_user, idempotency_key);
-        if v_booking.id is not null then
-            return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
-        end if;
+    v_booking := tessera.booking_by_key(v_user, idempotency_key, event_id, seats);
+    if v_booking.id is not null then
+        return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
     end if;
     -- TS009 after the key check, so a retry answered from its key costs nothing.
-    perform tessera.enforce_rate_limit('book_event', v_user);
+    perform tessera.enforce_rate_limit('book_event');
     v_event := tessera.open_event_for_booking(event_id, seats);
     perform tessera.ensure_no_active_booking(event_id, v_user);
 

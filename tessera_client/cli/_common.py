@@ -90,9 +90,9 @@ def resolve_db_url(db_url: str | None) -> str:
 @contextmanager
 def service_client(db_url: str | None) -> Iterator[Tessera]:
     """A sync SDK client acting as service_role (operators), closed on exit."""
-    from tessera_client import connect_sync
+    from tessera_client import Tessera
 
-    with connect_sync(resolve_db_url(db_url), min_size=1, max_size=4) as tessera:
+    with Tessera.connect(resolve_db_url(db_url), min_size=1, max_size=4) as tessera:
         yield tessera.as_service()
 
 

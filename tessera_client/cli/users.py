@@ -6,7 +6,6 @@ import psycopg
 import typer
 from rich.table import Table
 
-from tessera_client._identity import create_local_user
 from tessera_client.cli._common import (
     DbUrl,
     JsonOut,
@@ -16,6 +15,7 @@ from tessera_client.cli._common import (
     print_json,
     resolve_db_url,
 )
+from tessera_client.local import create_local_user
 
 app = typer.Typer(help="Create and list users: `tessera users create ada@example.com`.")
 

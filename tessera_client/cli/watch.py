@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from tessera_client import AsyncTessera, Availability, Change, WaitlistEntry, connect
+from tessera_client import AsyncTessera, Availability, Change, WaitlistEntry
 from tessera_client.cli._common import DbUrl, console, handle_errors, parse_uuid, resolve_db_url
 
 
@@ -45,7 +45,7 @@ def _render(
 
 async def _watch(db_url: str, event_id: uuid.UUID, rows: int) -> None:
     tessera: AsyncTessera
-    async with connect(db_url, min_size=1, max_size=2) as tessera:
+    async with AsyncTessera.connect(db_url, min_size=1, max_size=2) as tessera:
         service = tessera.as_service()
         event = await service.get_event(event_id)
         numbers = await service.availability(event_id)

@@ -13,13 +13,9 @@ from tessera_client import (
     BookingStatus,
     Identity,
     PermissionDenied,
-    connect,
-    create_local_user,
-    from_supabase,
-    local_api_key,
-    local_user_token,
 )
-from tessera_client._identity import hash_password, verify_password
+from tessera_client._local.users import hash_password, verify_password
+from tessera_client.local import create_local_user, local_api_key, local_user_token
 
 from ..standins import SupabaseStandIn
 from ..support import TestDatabase
@@ -73,14 +69,14 @@ async def test_direct_tokens_are_verified_with_the_secret(
 async def test_direct_without_a_secret_trusts_token_claims(db: TestDatabase) -> None:
     alice = create_local_user(db.url())
     unchecked = local_user_token("whatever signed this, the app checked it" * 2, alice.id)
-    async with connect(db.url("authenticator"), retry=FAST_RETRY) as client:
+    async with AsyncTessera.connect(db.url("authenticator"), retry=FAST_RETRY) as client:
         event = await client.as_user(unchecked).create_event("Trusted", 1, TOMORROW)
     assert event.organizer_id == alice.id
 
 
 async def test_the_postgres_login_works_too(db: TestDatabase) -> None:
     alice = create_local_user(db.url())
-    async with connect(db.url("postgres"), retry=FAST_RETRY) as client:
+    async with AsyncTessera.connect(db.url("postgres"), retry=FAST_RETRY) as client:
         event = await client.as_user(alice.id).create_event("As postgres", 1, TOMORROW)
         with pytest.raises(PermissionDenied):  # anonymous, even though postgres could do more
             await client.create_event("Nobody", 1, TOMORROW)
@@ -92,25 +88,62 @@ async def test_direct_transport_has_no_password_sign_in(direct: AsyncTessera) ->
         await direct.sign_in("alice@example.test", "secret")
 
 
-async def test_user_ids_as_strings_and_uuids(backend: Backend) -> None:
+async def test_user_ids_are_uuids_and_strings_are_always_tokens(backend: Backend) -> None:
     if backend.database is None:
         pytest.skip("needs local users")
     alice = create_local_user(backend.db.url())
     by_uuid = backend.client.as_user(alice.id)
-    by_text = backend.client.as_user(str(alice.id))
-    assert by_uuid.identity.user_id == by_text.identity.user_id == alice.id
-    event = await by_text.create_event("Text id", 1, TOMORROW)
+    assert by_uuid.identity.user_id == alice.id
+    event = await by_uuid.create_event("Trusted id", 1, TOMORROW)
     assert event.organizer_id == alice.id
+    # The id in string form is not a token: refused, whether or not a secret is configured.
+    for text in (str(alice.id), alice.id.hex, ""):
+        with pytest.raises(AuthenticationFailed):
+            backend.client.as_user(text)
+    with pytest.raises(TypeError):
+        backend.client.as_user(alice.id.int)  # type: ignore[arg-type]
+
+
+async def test_a_bearer_header_holding_someones_id_does_not_act_as_them(
+    db: TestDatabase, direct: AsyncTessera
+) -> None:
+    # The README's web-backend pattern, attacked: the header carries the victim's user id
+    # instead of a token. Before the fix any UUID-shaped string was a trusted user id.
+    victim = create_local_user(db.url(), "victim@example.test")
+    event = await direct.as_user(victim.id).create_event("Victim's", 5, TOMORROW)
+    await direct.as_user(victim.id).book(event.id)
+    authorization = f"Bearer {victim.id}"
+    with pytest.raises(AuthenticationFailed):
+        await direct.as_user(authorization.removeprefix("Bearer ")).my_bookings()
+    # Without a configured secret too: a string is a token or nothing.
+    async with AsyncTessera.connect(db.url("authenticator"), retry=FAST_RETRY) as unverified:
+        with pytest.raises(AuthenticationFailed):
+            unverified.as_user(str(victim.id))
+    # A real token of the victim still works.
+    token = local_user_token(JWT_SECRET, victim.id)
+    assert len(await direct.as_user(token).my_bookings()) == 1
+
+
+async def test_supabase_verifies_tokens_when_it_has_the_secret(standin: SupabaseStandIn) -> None:
+    client = AsyncTessera.from_supabase(standin.url, standin.anon_key, jwt_secret=JWT_SECRET)
+    forged = local_user_token("not-the-secret-" + "x" * 32, uuid.uuid4())
+    with pytest.raises(AuthenticationFailed):
+        client.as_user(forged)
+    with pytest.raises(AuthenticationFailed):
+        client.as_user(str(uuid.uuid4()))
+    await client.close()
 
 
 async def test_supabase_identities_need_credentials(standin: SupabaseStandIn) -> None:
-    bare = from_supabase(standin.url, standin.anon_key)
+    bare = AsyncTessera.from_supabase(standin.url, standin.anon_key)
     with pytest.raises(ValueError, match="jwt_secret"):
         bare.as_user(uuid.uuid4())
     with pytest.raises(ValueError, match="service_key"):
         bare.as_service()
     # The service key as the API key: the client acts as the service role by default.
-    assert from_supabase(standin.url, standin.service_key).identity.role == "service_role"
+    assert (
+        AsyncTessera.from_supabase(standin.url, standin.service_key).identity.role == "service_role"
+    )
     await bare.close()
 
 
@@ -120,13 +153,15 @@ async def test_supabase_access_token_and_session_refresh(
 ) -> None:
     alice = create_local_user(db.url(), "alice@example.test", "alice-password")
     token = local_user_token(JWT_SECRET, alice.id, email=alice.email)
-    async with from_supabase(standin.url, standin.anon_key, access_token=token) as as_alice:
+    async with AsyncTessera.from_supabase(
+        standin.url, standin.anon_key, access_token=token
+    ) as as_alice:
         assert as_alice.identity.user_id == alice.id
         event = await as_alice.create_event("From a session", capacity=3, starts_at=TOMORROW)
 
     # Tokens that expire within supabase-auth's margin are refreshed before every call.
     standin.access_token_ttl = 5
-    async with from_supabase(standin.url, standin.anon_key) as client:
+    async with AsyncTessera.from_supabase(standin.url, standin.anon_key) as client:
         session = await client.sign_in("alice@example.test", "alice-password")
         with standin.recording() as requests:
             booking = await session.book(event.id)
@@ -140,7 +175,7 @@ async def test_supabase_access_token_and_session_refresh(
 async def test_two_sessions_at_once(db: TestDatabase, standin: SupabaseStandIn) -> None:
     for name in ("alice", "bob"):
         create_local_user(db.url(), f"{name}@example.test", f"{name}-password")
-    async with from_supabase(standin.url, standin.anon_key) as client:
+    async with AsyncTessera.from_supabase(standin.url, standin.anon_key) as client:
         alice = await client.sign_in("alice@example.test", "alice-password")
         bob = await client.sign_in("bob@example.test", "bob-password")
         event = await alice.create_event("Two users", capacity=3, starts_at=TOMORROW)
