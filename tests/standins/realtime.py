@@ -50,7 +50,9 @@ from ..support import preamble
 
 __all__ = ["Delivery", "Join", "RealtimeStandIn"]
 
-_INSERTED_ID = re.compile(r"^table realtime\.messages: INSERT: id\[uuid\]:'([0-9a-f-]{36})'")
+_INSERTED_ID = re.compile(
+    r"^table realtime\.messages(?:_\w+)?: INSERT: id\[uuid\]:'([0-9a-f-]{36})'"
+)
 
 
 @dataclass(frozen=True)
