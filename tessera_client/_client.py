@@ -20,6 +20,8 @@ from tessera_client._errors import (
     EventNotFound,
     OutcomeUnknown,
     PermissionDenied,
+    SchemaMismatch,
+    TesseraError,
     TransactionConflict,
     Unavailable,
 )
@@ -53,6 +55,18 @@ _EVENT_COLUMNS = (
     "updated_at", "published_at", "cancelled_at",
 )  # fmt: skip
 _PUBLIC_EVENT_COLUMNS = tuple(column for column in _EVENT_COLUMNS if column != "organizer_id")
+
+# What the server says when public.tessera_schema_version() does not exist.
+_MISSING_FUNCTION_CODES = frozenset({"42883", "PGRST202"})
+
+
+class _SchemaCheck:
+    """Whether the database's schema version has been checked; shared with scoped clients."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self) -> None:
+        self.passed = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +110,13 @@ class AsyncTessera:
         ...     booking = await alice.as_user(bob_id).book(event.id, seats=2)
     """
 
+    SCHEMA_VERSION = 1
+    """The oldest ``public.tessera_schema_version()`` this SDK works with.
+
+    A client checks it on its first call (once, shared with the clients it scopes) and
+    raises :class:`SchemaMismatch` when the database is older or has no such function.
+    """
+
     def __init__(
         self,
         transport: Transport,
@@ -108,6 +129,7 @@ class AsyncTessera:
         self._identity = identity or transport.anonymous_identity()
         self._retry = retry or RetryPolicy()
         self._owns_transport = owns_transport
+        self._schema = _SchemaCheck()
 
     # -- factories ------------------------------------------------------------------------
 
@@ -212,7 +234,9 @@ class AsyncTessera:
         return self._transport
 
     def _scoped(self, identity: Identity) -> AsyncTessera:
-        return AsyncTessera(self._transport, identity, retry=self._retry, owns_transport=False)
+        scoped = AsyncTessera(self._transport, identity, retry=self._retry, owns_transport=False)
+        scoped._schema = self._schema
+        return scoped
 
     def as_user(self, user: uuid.UUID | str, *, email: str | None = None) -> AsyncTessera:
         """A client acting as a signed-in user.
@@ -326,6 +350,38 @@ class AsyncTessera:
             await asyncio.sleep(self._retry.delay(retry))
             retry += 1
 
+    async def _check_schema(self) -> None:
+        """Raise :class:`SchemaMismatch` unless the database's schema is recent enough."""
+        transport = self._transport
+        try:
+            version = await self._retrying(
+                lambda: transport.call(
+                    transport.anonymous_identity(),
+                    "tessera_schema_version",
+                    {},
+                    returns="scalar",
+                    read_only=True,
+                ),
+                idempotent=True,
+            )
+        except TesseraError as exc:
+            if exc.code not in _MISSING_FUNCTION_CODES:
+                raise
+            raise SchemaMismatch(
+                "the database has no public.tessera_schema_version(): its Tessera schema "
+                "predates this SDK",
+                code=exc.code,
+                detail=exc.message,
+                hint="Apply Tessera's migrations (tessera db migrate, or supabase db push).",
+            ) from exc
+        if int(version) < self.SCHEMA_VERSION:
+            raise SchemaMismatch(
+                detail=f"database schema version {version}; this SDK needs "
+                f"{self.SCHEMA_VERSION} or newer",
+                hint="Apply Tessera's migrations (tessera db migrate, or supabase db push).",
+            )
+        self._schema.passed = True
+
     async def _call(
         self,
         function: str,
@@ -336,6 +392,8 @@ class AsyncTessera:
         idempotent: bool | None = None,
     ) -> Any:
         """Call ``public.function``; arguments that are ``None`` are left to SQL defaults."""
+        if not self._schema.passed:
+            await self._check_schema()
         given = {name: value for name, value in args.items() if value is not None}
         return await self._retrying(
             lambda: self._transport.call(
@@ -348,6 +406,8 @@ class AsyncTessera:
         return _PUBLIC_EVENT_COLUMNS if self._identity.role == "anon" else _EVENT_COLUMNS
 
     async def _select(self, query: Select) -> list[Mapping[str, Any]]:
+        if not self._schema.passed:
+            await self._check_schema()
         return await self._retrying(
             lambda: self._transport.select(self._identity, query), idempotent=True
         )

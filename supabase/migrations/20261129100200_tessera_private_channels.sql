@@ -17,7 +17,7 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if current_setting('tessera.realtime_broadcast', true) = 'off' then
+    if not tessera.realtime_broadcast_enabled() then
         return null;
     end if;
     perform realtime.send(
