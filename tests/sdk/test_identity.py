@@ -19,7 +19,7 @@ from tessera_client.local import create_local_user, local_api_key, local_user_to
 
 from ..standins import SupabaseStandIn
 from ..support import TestDatabase
-from .conftest import FAST_RETRY, JWT_SECRET, TOMORROW, Backend, with_access
+from .conftest import FAST_RETRY, JWT_SECRET, TOMORROW, Backend
 
 
 def test_password_hashes_round_trip() -> None:
@@ -89,8 +89,6 @@ async def test_direct_transport_has_no_password_sign_in(direct: AsyncTessera) ->
 
 
 async def test_user_ids_are_uuids_and_strings_are_always_tokens(backend: Backend) -> None:
-    if backend.database is None:
-        pytest.skip("needs local users")
     alice = create_local_user(backend.db.url())
     by_uuid = backend.client.as_user(alice.id)
     assert by_uuid.identity.user_id == alice.id
@@ -147,7 +145,6 @@ async def test_supabase_identities_need_credentials(standin: SupabaseStandIn) ->
     await bare.close()
 
 
-@with_access
 async def test_supabase_access_token_and_session_refresh(
     db: TestDatabase, standin: SupabaseStandIn
 ) -> None:
@@ -171,7 +168,6 @@ async def test_supabase_access_token_and_session_refresh(
     assert booking.user_id == alice.id
 
 
-@with_access
 async def test_two_sessions_at_once(db: TestDatabase, standin: SupabaseStandIn) -> None:
     for name in ("alice", "bob"):
         create_local_user(db.url(), f"{name}@example.test", f"{name}-password")

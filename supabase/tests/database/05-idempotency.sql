@@ -14,7 +14,7 @@ as $$
     select
         (select count(*) from public.bookings),
         (select count(*) from public.ledger),
-        (select last_value from tessera.queue_tickets)
+        (select sum(q.tickets_issued)::bigint from tessera.event_queues as q)
 $$;
 
 select tests.sign_in('11111111-1111-1111-1111-111111111111');
