@@ -8,6 +8,8 @@ so it is slow and obviously right, where the database is fast and subtle.
 
 Where the rules leave a detail open, the model decides it as follows:
 
+* A repeated idempotency key is looked at first: it returns its booking as it stands when
+  it names the same event and party size, and is refused with TS010 otherwise.
 * A call is checked in this order: visibility of the event (TS001), the caller's right to
   change it (42501), malformed arguments (22023), the event's state (TS003 for bookings,
   TS007 for changes), the party size (TS004), the caller's own bookings (TS005), and last
@@ -222,6 +224,8 @@ class BookingModel:
             if not 1 <= len(idempotency_key) <= 200:
                 raise ModelError("22023", "idempotency keys are 1 to 200 characters")
             if (earlier := self.keys.get((user, idempotency_key))) is not None:
+                if earlier.event.id != event_id or earlier.seats != seats:
+                    raise ModelError("TS010", "the key names a request for another event or size")
                 return Outcome.of(earlier)
         event = self._visible(event_id, user)
         if event.status != "published" or not event.rules.sales_open:
