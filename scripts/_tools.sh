@@ -14,6 +14,7 @@ test_apt_packages=(
     postgresql-15-auto-failover           # pg_auto_failover extension (monitor + nodes), tests/ha
     pg-auto-failover-cli                  # pg_autoctl, which drives the HA formation
     chromium                              # browser tests of the example booking page
+    libatomic1                            # needed by Playwright's bundled driver (node)
 )
 
 install_test_tools() {
@@ -81,4 +82,12 @@ verify_test_tools() {
         exit 1
     fi
     echo "==> test tools verified: PostgreSQL 15, pg_prove, pgTAP, plpgsql_check, pg_cron, PgBouncer, Chromium, pg_auto_failover, Supabase CLI $want"
+}
+
+# verify_venv_tools: tools that come with the Python environment, checked once it exists.
+verify_venv_tools() {
+    if ! python -m playwright --version >/dev/null 2>&1; then
+        echo "error: Playwright's driver does not start: apt-get install libatomic1, then pip install -e '.[dev]'" >&2
+        exit 1
+    fi
 }

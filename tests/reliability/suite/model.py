@@ -8,8 +8,6 @@ so it is slow and obviously right, where the database is fast and subtle.
 
 Where the rules leave a detail open, the model decides it as follows:
 
-* A repeated idempotency key is looked at first: it returns its booking as it stands when
-  it names the same event and party size, and is refused with TS010 otherwise.
 * A call is checked in this order: visibility of the event (TS001), the caller's right to
   change it (42501), malformed arguments (22023), the event's state (TS003 for bookings,
   TS007 for changes), the party size (TS004), the caller's own bookings (TS005), and last
@@ -24,9 +22,10 @@ Where the rules leave a detail open, the model decides it as follows:
 * An offer whose deadline has passed can no longer be claimed (TS007) but still holds its
   seats until ``expire_offers`` runs; that call expires every overdue offer of an event
   first, then hands the freed seats to the waitlist.
-* An idempotency key names one booking of its user forever, whatever the event: repeating it
-  returns that booking as it is now and does nothing else, even when the booking is
-  cancelled or the call would be refused otherwise.
+* An idempotency key names one booking request of its user forever: repeating it with the
+  same event and party size returns that booking as it is now and does nothing else, even
+  when the booking is cancelled or the call would be refused otherwise; repeating it with
+  another event or party size is refused (TS010).
 * ``seats_available`` is what a booker could take now: nothing unless the event is published.
 """
 
@@ -225,7 +224,7 @@ class BookingModel:
                 raise ModelError("22023", "idempotency keys are 1 to 200 characters")
             if (earlier := self.keys.get((user, idempotency_key))) is not None:
                 if earlier.event.id != event_id or earlier.seats != seats:
-                    raise ModelError("TS010", "the key names a request for another event or size")
+                    raise ModelError("TS010", "the key already names another booking request")
                 return Outcome.of(earlier)
         event = self._visible(event_id, user)
         if event.status != "published" or not event.rules.sales_open:

@@ -46,7 +46,7 @@ READER_APP = "tessera-reliability-reader"
 
 # What a correct system may answer these calls under contention: refusals by the rules
 # (TS001 and TS003: the event that is a draft at first and cancelled later).
-# TS010: the workers reuse a few idempotency keys across events and party sizes on purpose.
+# Workers reuse a few idempotency keys across events and party sizes on purpose: TS010.
 EXPECTED_REFUSALS = frozenset(
     {"TS001", "TS003", "TS004", "TS005", "TS006", "TS007", "TS008", "TS010"}
 )
