@@ -14,6 +14,7 @@ Every error keeps the four fields PostgreSQL and PostgREST report: ``code`` (the
     ├── CapacityConflict          TS008
     ├── RateLimited               TS009
     ├── IdempotencyConflict       TS010
+    ├── QuotaExceeded             TS011
     ├── InvalidParameter          22023, and any other class 22 (data exception)
     ├── PermissionDenied          42501
     ├── AuthenticationFailed      class 28, rejected passwords and tokens (PGRST301-303)
@@ -49,6 +50,7 @@ __all__ = [
     "LimitExceeded",
     "OutcomeUnknown",
     "PermissionDenied",
+    "QuotaExceeded",
     "RateLimited",
     "SalesClosed",
     "SchemaMismatch",
@@ -164,6 +166,10 @@ class RateLimited(TesseraError, code="TS009"):
 
 class IdempotencyConflict(TesseraError, code="TS010"):
     """The idempotency key already names a booking made with other parameters."""
+
+
+class QuotaExceeded(TesseraError, code="TS011"):
+    """The user holds as many of something as allowed (e.g. open events per organizer)."""
 
 
 class InvalidParameter(TesseraError, code="22023", sqlstate_class="22"):

@@ -623,6 +623,9 @@ begin
     if v_problem is not null then
         raise exception using errcode = '22023', message = v_problem;
     end if;
+    -- TS009 and TS011. No lock is taken here: the counts' writes may come first.
+    perform tessera.enforce_rate_limit('create_event', v_user);
+    perform tessera.enforce_open_events_quota(v_user);
 
     insert into public.events as e (
         organizer_id, title, description, venue, starts_at, ends_at, capacity,
@@ -718,6 +721,108 @@ begin
         detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
             p_action, v_max, v_seconds, v_retry),
         hint = format('Retry in %s seconds.', v_retry);
+end
+$$;
+
+-- TS009 when the signed-in caller (p_user, when known) has no calls of p_action left in
+-- their window; writes nothing, so it may run before any lock. Operators are not limited.
+create function tessera.check_rate_limit(p_action text, p_user uuid default null) returns void
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_user pg_catalog.uuid := p_user;
+    v_started pg_catalog.timestamptz;
+    v_calls pg_catalog.int4;
+    v_max pg_catalog.int4;
+    v_seconds pg_catalog.int4;
+    v_retry pg_catalog.int4;
+begin
+    if tessera.is_service() then
+        return;
+    end if;
+    v_user := coalesce(v_user, tessera.current_user_id());
+    select u.window_started_at, u.calls into v_started, v_calls
+    from tessera.rate_limit_usage as u
+    where u.user_id = v_user and u.action = p_action;
+    if not found then
+        return;  -- no call in any window yet (or no user: the caller refuses that itself)
+    end if;
+    select rl.max_calls, rl.window_seconds into v_max, v_seconds
+    from tessera.rate_limits as rl where rl.action = p_action;
+    if not found then
+        v_max := tessera.default_rate_limit_calls();
+        v_seconds := tessera.default_rate_limit_window_seconds();
+    end if;
+    if v_calls < v_max or v_started + pg_catalog.make_interval(secs => v_seconds) <= now() then
+        return;
+    end if;
+    v_retry := greatest(
+        pg_catalog.ceil(
+            extract(epoch from v_started + pg_catalog.make_interval(secs => v_seconds) - now())
+        )::pg_catalog.int4,
+        1
+    );
+    raise exception using
+        errcode = 'TS009',
+        message = format('too many %s calls', p_action),
+        detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
+            p_action, v_max, v_seconds, v_retry),
+        hint = format('Retry in %s seconds.', v_retry);
+end
+$$;
+
+-- TS011 when the organizer already has as many open events (not cancelled, not over;
+-- drafts included) as tessera.quotas allows.
+create function tessera.enforce_open_events_quota(p_user uuid) returns void
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_max pg_catalog.int4;
+    v_open pg_catalog.int4;
+begin
+    if tessera.is_service() then
+        return;
+    end if;
+    select q.value into v_max from tessera.quotas as q where q.quota = 'open_events_per_organizer';
+    v_max := coalesce(v_max, 100);
+    select count(*)::pg_catalog.int4 into v_open
+    from (
+        select from public.events as e
+        where e.organizer_id = p_user and e.status <> 'cancelled'
+          and coalesce(e.ends_at, e.starts_at) > now()
+        limit v_max
+    ) as open_events;
+    if v_open >= v_max then
+        raise exception using
+            errcode = 'TS011',
+            message = 'too many open events',
+            detail = format('quota=open_events_per_organizer limit=%s', v_max),
+            hint = 'Cancel an event you no longer need, or wait until one is over.';
+    end if;
+end
+$$;
+
+-- TS007 unless the booking holds an offer that has not expired.
+create function tessera.offer_is_open(p_booking public.bookings) returns void
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if p_booking.status <> 'offered' or p_booking.offer_expires_at <= now() then
+        raise exception using
+            errcode = 'TS007',
+            message = case when p_booking.status = 'offered' then 'the offer has expired'
+                else format('a %s booking has no offer to claim', p_booking.status) end,
+            detail = format('booking_id=%s status=%s', p_booking.id, p_booking.status);
+    end if;
 end
 $$;
 
@@ -1088,8 +1193,15 @@ begin
         perform tessera.require_user();
     end if;
     v_booking := tessera.own_booking(booking_id);
+    if v_booking.status in ('cancelled', 'expired') then  -- final: refused from a plain read
+        raise exception using
+            errcode = 'TS007',
+            message = format('a %s booking cannot be cancelled', v_booking.status),
+            detail = format('booking_id=%s status=%s', booking_id, v_booking.status);
+    end if;
+    -- TS009 before the exclusive lock (a read); the count's write after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('cancel_booking');
     perform tessera.lock_event_exclusive(v_booking.event_id);
-    -- TS009. Its write comes after the lock: see LEDGER ORDER.
     perform tessera.enforce_rate_limit('cancel_booking');
     select * into v_booking from public.bookings as b where b.id = booking_id for update;
     v_before := v_booking.status;
@@ -1141,15 +1253,17 @@ declare
 begin
     perform tessera.require_user();
     v_booking := tessera.own_booking(booking_id);
+    -- A booking with no open offer is refused from a plain read, before the budget check
+    -- and the event lock: a refused claim costs what a read costs and never holds up the
+    -- event (the status is re-checked under the lock below).
+    perform tessera.offer_is_open(v_booking);
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('claim_offer');
     perform tessera.lock_event_exclusive(v_booking.event_id);
+    perform tessera.enforce_rate_limit('claim_offer');
     select * into v_booking from public.bookings as b where b.id = booking_id for update;
-    if v_booking.status <> 'offered' or v_booking.offer_expires_at <= now() then
-        raise exception using
-            errcode = 'TS007',
-            message = case when v_booking.status = 'offered' then 'the offer has expired'
-                else format('a %s booking has no offer to claim', v_booking.status) end,
-            detail = format('booking_id=%s status=%s', booking_id, v_booking.status);
-    end if;
+    perform tessera.offer_is_open(v_booking);
     update public.bookings as b
     set status = 'confirmed', confirmed_at = now(), updated_at = now()
     where b.id = booking_id
@@ -1306,7 +1420,15 @@ begin
         raise exception using errcode = '22023',
             message = format('capacity must be between 1 and %s', tessera.max_capacity());
     end if;
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'the event is cancelled',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('set_event_capacity');
     perform tessera.lock_event_exclusive(event_id);
+    perform tessera.enforce_rate_limit('set_event_capacity');
     select * into v_event from public.events as e where e.id = event_id for update;
     if v_event.status = 'cancelled' then
         raise exception using errcode = 'TS007', message = 'the event is cancelled',
@@ -1358,7 +1480,15 @@ as $$
 declare
     v_event public.events := tessera.managed_event(event_id);
 begin
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'a cancelled event cannot be published',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('publish_event');
     perform tessera.lock_event_exclusive(event_id);
+    perform tessera.enforce_rate_limit('publish_event');
     select * into v_event from public.events as e where e.id = event_id for update;
     if v_event.status = 'cancelled' then
         raise exception using errcode = 'TS007', message = 'a cancelled event cannot be published',
@@ -1389,7 +1519,15 @@ declare
     v_event public.events := tessera.managed_event(event_id);
     v_booking public.bookings;
 begin
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'the event is already cancelled',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('cancel_event');
     perform tessera.lock_event_exclusive(event_id);
+    perform tessera.enforce_rate_limit('cancel_event');
     select * into v_event from public.events as e where e.id = event_id for update;
     if v_event.status = 'cancelled' then
         raise exception using errcode = 'TS007', message = 'the event is already cancelled',

@@ -8,7 +8,15 @@ from typing import Any
 
 __all__ = ["SCENARIOS", "BenchSettings"]
 
-SCENARIOS: tuple[str, ...] = ("hot", "spread", "flash", "waitlist", "connections", "realtime")
+SCENARIOS: tuple[str, ...] = (
+    "hot",
+    "spread",
+    "flash",
+    "waitlist",
+    "connections",
+    "realtime",
+    "abuse",
+)
 """Every scenario, in the order ``tessera bench all`` runs them."""
 
 
@@ -35,6 +43,8 @@ class BenchSettings:
         realtime_subscribers: Subscribers of the realtime scenario.
         realtime_rate: Bookings per second during the realtime scenario.
         realtime_seconds: Length of the realtime scenario.
+        abuse_clients: Clients booking the hot event of the abuse scenario.
+        abuse_attackers: Loops making refused calls against it at the same time.
         smoke: A seconds-long version, to check the suite works (not to measure).
     """
 
@@ -55,6 +65,8 @@ class BenchSettings:
     realtime_subscribers: int = 100
     realtime_rate: float = 100.0
     realtime_seconds: float = 10.0
+    abuse_clients: int = 32
+    abuse_attackers: int = 16
     smoke: bool = False
 
     @classmethod
@@ -77,6 +89,8 @@ class BenchSettings:
             realtime_subscribers=5,
             realtime_rate=20.0,
             realtime_seconds=1.0,
+            abuse_clients=4,
+            abuse_attackers=2,
             smoke=True,
         )
 

@@ -39,7 +39,7 @@ from tessera_client.cli._common import (
 app = typer.Typer(
     help=(
         "Benchmark Tessera: hot event vs the classic FOR UPDATE design, spread, flash sale, "
-        "big waitlist, 2,000 connections through PgBouncer, realtime. "
+        "big waitlist, 2,000 connections through PgBouncer, realtime, abuse. "
         "Example: tessera bench all --smoke"
     ),
     no_args_is_help=True,
@@ -430,6 +430,43 @@ def realtime(
     _run(
         "realtime",
         ["realtime"],
+        settings,
+        db_url=db_url,
+        json_out=json_out,
+        save=save,
+        out_dir=out_dir,
+        markdown=markdown,
+    )
+
+
+@app.command()
+@handle_errors
+def abuse(
+    clients: Annotated[
+        int | None, typer.Option("--clients", help="Clients booking the hot event (default 32).")
+    ] = None,
+    attackers: Annotated[
+        int | None,
+        typer.Option("--attackers", help="Loops making refused claim_offer calls (default 16)."),
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", help="Measured seconds per phase (default 20).")
+    ] = None,
+    smoke: Smoke = False,
+    db_url: BenchDbUrl = None,
+    save: Save = None,
+    out_dir: OutDir = DEFAULT_OUT_DIR,
+    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    json_out: JsonOut = False,
+) -> None:
+    """Abuse: a hot event's bookings while attackers make refused calls against it.
+
+    Example: tessera bench abuse --clients 32 --attackers 16
+    """
+    settings = _settings(smoke, abuse_clients=clients, abuse_attackers=attackers, seconds=seconds)
+    _run(
+        "abuse",
+        ["abuse"],
         settings,
         db_url=db_url,
         json_out=json_out,
