@@ -192,15 +192,24 @@ class PostgresTransport:
             )
         ]
         params: list[Any] = []
-        if query.filters:
-            conditions = []
-            for condition in query.filters:
-                conditions.append(
-                    sql.SQL("{} {} %s").format(
-                        sql.Identifier(condition.column), sql.SQL(OPERATORS_SQL[condition.op])
-                    )
+        conditions: list[sql.Composable] = []
+        for condition in query.filters:
+            conditions.append(
+                sql.SQL("{} {} %s").format(
+                    sql.Identifier(condition.column), sql.SQL(OPERATORS_SQL[condition.op])
                 )
-                params.append(condition.value)
+            )
+            params.append(condition.value)
+        if query.after:
+            keys = [column for column, _ in query.order[: len(query.after)]]
+            conditions.append(
+                sql.SQL("({}) > ({})").format(
+                    sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+                    sql.SQL(", ").join(sql.Placeholder() * len(keys)),
+                )
+            )
+            params.extend(query.after)
+        if conditions:
             parts.append(sql.SQL("where {}").format(sql.SQL(" and ").join(conditions)))
         if query.order:
             parts.append(

@@ -6,13 +6,13 @@ import uuid
 
 import psycopg
 import typer
-from rich.table import Table
 
 from tessera_client.cli._common import (
     DbUrl,
     JsonOut,
     console,
     handle_errors,
+    new_table,
     print_json,
     resolve_db_url,
 )
@@ -63,7 +63,7 @@ def doctor(
     if json_out:
         print_json({"ok": not problems, "problems": problems})
     else:
-        table = Table("check", "result", "what it guarantees")
+        table = new_table("check", "result", "what it guarantees")
         for name, promise in CHECKS.items():
             count = sum(1 for p in problems if p["check"] == name)
             result = "[green]ok[/]" if not count else f"[red]{count} problem(s)[/]"
