@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import click
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from tessera_client.cli import (
@@ -53,18 +53,22 @@ class _TesseraGroup(TyperGroup):
                 return super().main(argv, prog_name, complete_var, False, **extra)
             try:
                 code = super().main(argv, prog_name, complete_var, False, **extra)
-            except click.exceptions.NoArgsIsHelpError as exc:
-                click.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
-                sys.exit(0)
-            except click.ClickException as exc:
-                where = exc.ctx.command_path if getattr(exc, "ctx", None) else "tessera"  # type: ignore[attr-defined]
-                message = " ".join(exc.format_message().split())
+            except typer.Abort:
+                err_console.print("[bold red]error:[/] aborted", highlight=False)
+                sys.exit(1)
+            except Exception as exc:
+                # Typer's (vendored) click usage errors: known by their shape, not their class.
+                if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
+                    raise
+                context = getattr(exc, "ctx", None)
+                if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+                    typer.echo(context.get_help())
+                    sys.exit(0)
+                where = context.command_path if context is not None else "tessera"
+                message = escape(" ".join(exc.format_message().split()))
                 err_console.print(f"[bold red]error:[/] {message} (see `{where} --help`)",
                                   highlight=False, soft_wrap=True)  # fmt: skip
                 sys.exit(exc.exit_code)
-            except click.Abort:
-                err_console.print("[bold red]error:[/] aborted", highlight=False)
-                sys.exit(1)
             sys.exit(code if isinstance(code, int) else 0)
         finally:
             set_debug(False)

@@ -7,38 +7,13 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from tessera_client.cli import app
 
-from .support import TestDatabase
-
-runner = CliRunner()
-
-
-def tessera(db: TestDatabase | None, *args: str, code: int = 0) -> str:
-    argv = list(args)
-    if db is not None:
-        argv += ["--db-url", db.url("postgres")]
-    result = runner.invoke(app, argv)
-    assert result.exit_code == code, (argv, result.output, result.exception)
-    return result.output
-
-
-def as_json(db: TestDatabase, *args: str, code: int = 0) -> Any:
-    return json.loads(tessera(db, *args, "--json", code=code))
-
-
-@pytest.fixture
-def event(db: TestDatabase) -> str:
-    for email in ("org@example.test", "ada@example.test", "bob@example.test"):
-        as_json(db, "users", "create", email)
-    created = as_json(db, "events", "create", "Jazz night", "--capacity", "1",
-                      "--as", "org@example.test")  # fmt: skip
-    return str(created["id"])
+from ..support import TestDatabase
+from .helpers import as_json, runner, tessera
 
 
 def test_users_create_and_list(db: TestDatabase) -> None:
