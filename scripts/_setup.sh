@@ -15,7 +15,7 @@ find_python() {
     return 1
 }
 
-# ensure_venv EXTRAS: install Tessera (editable) with the given extras, e.g. "dev,bench".
+# ensure_venv EXTRAS: install Tessera (editable) with the given extras, e.g. "dev" (everything).
 ensure_venv() {
     local extras="$1" venv="$tessera_root/.venv" stamp python
     python="$(find_python)"

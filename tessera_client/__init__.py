@@ -2,13 +2,14 @@
 
 The SDK calls Tessera's SQL functions, directly over PostgreSQL or through Supabase's API::
 
-    import tessera_client
+    from tessera_client import AsyncTessera
 
-    async with tessera_client.connect(dsn) as tessera:
+    async with AsyncTessera.connect(dsn) as tessera:
         booking = await tessera.as_user(user_id).book(event_id, seats=2)
 
-:class:`Tessera` (with :func:`connect_sync` and :func:`from_supabase_sync`) is the blocking
-twin of :class:`AsyncTessera`.
+:class:`Tessera` is the blocking twin of :class:`AsyncTessera`; each is made by its own
+``connect`` or ``from_supabase`` class method. Users and tokens for the local stack are in
+:mod:`tessera_client.local`.
 
 Changes arrive live, once each and in order, with ``watch_event`` and ``watch_my_bookings``::
 
@@ -19,7 +20,8 @@ Changes arrive live, once each and in order, with ``watch_event`` and ``watch_my
 
 from __future__ import annotations
 
-from tessera_client._client import AsyncTessera, RetryPolicy, connect, from_supabase
+from tessera_client._client import AsyncTessera, RetryPolicy
+from tessera_client._deprecated import deprecated_name as __getattr__  # noqa: F401
 from tessera_client._errors import (
     AlreadyBooked,
     AuthenticationFailed,
@@ -42,13 +44,8 @@ from tessera_client._errors import (
     TransportError,
     Unavailable,
 )
-from tessera_client._identity import (
-    Identity,
-    LocalUser,
-    create_local_user,
-    local_api_key,
-    local_user_token,
-)
+from tessera_client._extras import MissingExtra
+from tessera_client._identity import Identity
 from tessera_client._models import (
     Attendee,
     Availability,
@@ -62,8 +59,8 @@ from tessera_client._models import (
     WaitlistEntry,
     WaitlistPolicy,
 )
-from tessera_client._realtime import ChangeStream
-from tessera_client._sync import ChangeIterator, Tessera, connect_sync, from_supabase_sync
+from tessera_client._streams import ChangeStream
+from tessera_client._sync import ChangeIterator, ClientUnusable, Tessera
 
 __version__ = "0.1.0"
 
@@ -81,6 +78,7 @@ __all__ = [
     "ChangeIterator",
     "ChangeKind",
     "ChangeStream",
+    "ClientUnusable",
     "Event",
     "EventNotFound",
     "EventStatus",
@@ -90,7 +88,7 @@ __all__ = [
     "InvalidSeats",
     "InvalidTransition",
     "LimitExceeded",
-    "LocalUser",
+    "MissingExtra",
     "OutcomeUnknown",
     "PermissionDenied",
     "PromotionMode",
@@ -107,11 +105,4 @@ __all__ = [
     "WaitlistEntry",
     "WaitlistPolicy",
     "__version__",
-    "connect",
-    "connect_sync",
-    "create_local_user",
-    "from_supabase",
-    "from_supabase_sync",
-    "local_api_key",
-    "local_user_token",
 ]

@@ -25,6 +25,7 @@ from tessera_client._errors import (
     TransactionConflict,
     Unavailable,
 )
+from tessera_client._extras import MissingExtra
 from tessera_client._identity import Identity
 from tessera_client._models import (
     Attendee,
@@ -38,10 +39,12 @@ from tessera_client._models import (
     WaitlistEntry,
     WaitlistPolicy,
 )
-from tessera_client._realtime import ChangeStream, Topic
+from tessera_client._streams import ChangeStream
 from tessera_client._transports._base import Filter, Returns, Select, Transport
+from tessera_client._transports._notifier import Topic
+from tessera_client._transports._postgres import PostgresTransport
 
-__all__ = ["AsyncTessera", "RetryPolicy", "connect", "from_supabase"]
+__all__ = ["AsyncTessera", "RetryPolicy"]
 
 T = TypeVar("T")
 
@@ -115,7 +118,7 @@ class RetryPolicy:
 
 
 class AsyncTessera:
-    """Tessera's async client. Create it with :func:`connect` or :func:`from_supabase`.
+    """Tessera's async client. Create it with :meth:`connect` or :meth:`from_supabase`.
 
     A client acts as one identity: anonymous unless scoped with :meth:`as_user`,
     :meth:`as_service` or :meth:`sign_in`. Scoped clients share the connection pool of the
@@ -123,7 +126,7 @@ class AsyncTessera:
     original client closes the pool, closing a scoped one does nothing.
 
     Example:
-        >>> async with tessera_client.connect(dsn) as tessera:
+        >>> async with AsyncTessera.connect(dsn) as tessera:
         ...     alice = tessera.as_user(alice_id)
         ...     event = await alice.create_event("Concert", capacity=100, starts_at=when)
         ...     booking = await alice.as_user(bob_id).book(event.id, seats=2)
@@ -141,6 +144,96 @@ class AsyncTessera:
         self._identity = identity or transport.anonymous_identity()
         self._retry = retry or RetryPolicy()
         self._owns_transport = owns_transport
+
+    # -- factories ------------------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        jwt_secret: str | None = None,
+        retry: RetryPolicy | None = None,
+        application_name: str = "tessera",
+    ) -> AsyncTessera:
+        """A client over a direct PostgreSQL connection pool (psycopg 3).
+
+        Nothing connects until the first call or ``async with`` (which also closes the pool).
+        Works through PgBouncer / Supavisor in transaction mode.
+
+        Args:
+            dsn: Login of a server role: ``authenticator`` (as PostgREST) or ``postgres``.
+            min_size: Connections kept open.
+            max_size: Most connections at once.
+            timeout: Seconds to wait for a free connection.
+            jwt_secret: Verifies (HS256) tokens passed to ``as_user``. Without it their
+                claims are trusted as they are, so only pass tokens your app has verified.
+            retry: How transient failures are retried.
+            application_name: Shown in ``pg_stat_activity`` unless the DSN sets one.
+
+        Example:
+            >>> dsn = "postgresql://authenticator:…@localhost:54322/postgres"
+            >>> async with AsyncTessera.connect(dsn) as tessera:
+            ...     print(await tessera.list_events())
+        """
+        transport = PostgresTransport(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            jwt_secret=jwt_secret,
+            application_name=application_name,
+        )
+        return cls(transport, retry=retry)
+
+    @classmethod
+    def from_supabase(
+        cls,
+        url: str,
+        key: str,
+        *,
+        access_token: str | None = None,
+        service_key: str | None = None,
+        jwt_secret: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> AsyncTessera:
+        """A client over a Supabase project's HTTP API (supabase-py; the ``[supabase]`` extra).
+
+        Args:
+            url: ``SUPABASE_URL``.
+            key: The anon (publishable) key.
+            access_token: A user's session token: the client then acts as that user.
+            service_key: The service-role key, for ``as_service()`` (keep it server-side).
+            jwt_secret: The project's JWT secret, for ``as_user(user_id)`` (local and tests).
+            timeout: Seconds an HTTP request may take.
+            retry: How transient failures are retried.
+
+        Raises:
+            MissingExtra: supabase-py is not installed.
+
+        Example:
+            >>> url = os.environ["SUPABASE_URL"]
+            >>> async with AsyncTessera.from_supabase(url, anon_key) as tessera:
+            ...     alice = await tessera.sign_in("alice@example.com", password)
+            ...     await alice.book(event_id)
+        """
+        try:
+            # Imported here: supabase-py is an optional extra, not a core dependency.
+            from tessera_client._transports._supabase import SupabaseTransport
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").startswith("tessera_client"):
+                raise
+            raise MissingExtra("supabase", "from_supabase()", exc.name) from exc
+
+        transport = SupabaseTransport(
+            url, key, service_key=service_key, jwt_secret=jwt_secret, timeout=timeout
+        )
+        identity = transport.token_identity(access_token) if access_token else None
+        return cls(transport, identity, retry=retry)
 
     # -- identity and lifecycle -----------------------------------------------------------
 
@@ -569,6 +662,40 @@ class AsyncTessera:
         )
         return [Change.from_row(row) for row in rows]
 
+    async def my_changes(self, *, after_seq: int = 0, limit: int | None = None) -> list[Change]:
+        """Ledger entries about the calling user's bookings after ``after_seq`` (``my_changes``).
+
+        Like :meth:`changes`, entries are final and polling from the last ``seq`` seen never
+        skips or repeats one.
+
+        Args:
+            after_seq: Return entries with a larger ``seq``.
+            limit: At most this many, 1 to 10,000 (the database's default: 1,000).
+
+        Raises:
+            PermissionDenied: The caller is not a signed-in user.
+            InvalidParameter: ``limit`` is out of range.
+
+        Example:
+            >>> for change in await bob.my_changes(after_seq=seen):
+            ...     print(change.booking_id, change.status)
+        """
+        rows = await self._call(
+            "my_changes", {"after_seq": after_seq, "max_rows": limit}, "many", read_only=True
+        )
+        return [Change.from_row(row) for row in rows]
+
+    async def ledger_position(self) -> int:
+        """The ledger's horizon now (``public.ledger_position``): a start for polling.
+
+        Every entry with a ``seq`` up to it is visible to :meth:`changes` and
+        :meth:`my_changes`; every later entry will have a larger ``seq``.
+
+        Example:
+            >>> seen = await bob.ledger_position()
+        """
+        return int(await self._call("ledger_position", {}, "scalar", read_only=True))
+
     async def attendees(
         self, event_id: uuid.UUID, *, limit: int | None = None, after: uuid.UUID | None = None
     ) -> list[Attendee]:
@@ -854,73 +981,3 @@ class AsyncTessera:
                 "not signed in", hint="Watch your bookings as a signed-in user (as_user)."
             )
         return ChangeStream(self, Topic("user", user_id), after_seq)
-
-
-def connect(
-    dsn: str,
-    *,
-    min_size: int = 1,
-    max_size: int = 10,
-    timeout: float = 10.0,
-    jwt_secret: str | None = None,
-    retry: RetryPolicy | None = None,
-) -> AsyncTessera:
-    """A client over a direct PostgreSQL connection pool (psycopg 3).
-
-    Nothing connects until the first call or ``async with`` (which also closes the pool).
-    Works through PgBouncer / Supavisor in transaction mode.
-
-    Args:
-        dsn: Login of a server role: ``authenticator`` (as PostgREST) or ``postgres``.
-        min_size: Connections kept open.
-        max_size: Most connections at once.
-        timeout: Seconds to wait for a free connection.
-        jwt_secret: Verifies (HS256) tokens passed to ``as_user``. Without it their claims
-            are trusted as they are, so only pass tokens your app has verified.
-        retry: How transient failures are retried.
-
-    Example:
-        >>> async with connect("postgresql://authenticator:…@localhost:54322/postgres") as db:
-        ...     print(await db.list_events())
-    """
-    from tessera_client._transports._postgres import PostgresTransport
-
-    transport = PostgresTransport(
-        dsn, min_size=min_size, max_size=max_size, timeout=timeout, jwt_secret=jwt_secret
-    )
-    return AsyncTessera(transport, retry=retry)
-
-
-def from_supabase(
-    url: str,
-    key: str,
-    *,
-    access_token: str | None = None,
-    service_key: str | None = None,
-    jwt_secret: str | None = None,
-    timeout: float = 30.0,
-    retry: RetryPolicy | None = None,
-) -> AsyncTessera:
-    """A client over a Supabase project's HTTP API (supabase-py).
-
-    Args:
-        url: ``SUPABASE_URL``.
-        key: The anon (publishable) key.
-        access_token: A user's session token: the client then acts as that user.
-        service_key: The service-role key, for ``as_service()`` (keep it server-side).
-        jwt_secret: The project's JWT secret, for ``as_user(user_id)`` (local and tests).
-        timeout: Seconds an HTTP request may take.
-        retry: How transient failures are retried.
-
-    Example:
-        >>> async with from_supabase(os.environ["SUPABASE_URL"], anon_key) as tessera:
-        ...     alice = await tessera.sign_in("alice@example.com", password)
-        ...     await alice.book(event_id)
-    """
-    from tessera_client._transports._supabase import SupabaseTransport
-
-    transport = SupabaseTransport(
-        url, key, service_key=service_key, jwt_secret=jwt_secret, timeout=timeout
-    )
-    identity = transport.token_identity(access_token) if access_token else None
-    return AsyncTessera(transport, identity, retry=retry)

@@ -8,14 +8,16 @@ hand, name for name and parameter for parameter; a test checks that both clients
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from tessera_client._client import AsyncTessera, RetryPolicy, connect, from_supabase
+from tessera_client._client import AsyncTessera, RetryPolicy
 from tessera_client._identity import Identity
 from tessera_client._models import (
     Attendee,
@@ -29,29 +31,85 @@ from tessera_client._models import (
     WaitlistEntry,
     WaitlistPolicy,
 )
-from tessera_client._realtime import ChangeStream
+from tessera_client._streams import ChangeStream
 from tessera_client._transports._base import Transport
 
-__all__ = ["ChangeIterator", "Tessera", "connect_sync", "from_supabase_sync"]
+__all__ = ["ChangeIterator", "ClientUnusable", "Tessera"]
 
 T = TypeVar("T")
 
+CANCEL_GRACE = 5.0
+"""Seconds a call cancelled by Ctrl-C may take to clean up before the interrupt goes on."""
+
+CLOSE_TIMEOUT = 10.0
+"""Seconds the finalizer of a dropped client waits for its connections to close."""
+
+
+class ClientUnusable(RuntimeError):
+    """A sync client used where it cannot work: after ``fork()``, closed, or on its own loop."""
+
 
 class _LoopThread:
-    """An event loop running in a daemon thread; coroutines are submitted to it."""
+    """An event loop running in a daemon thread; coroutines are submitted to it.
+
+    Three hazards of running a loop in a thread are handled here:
+
+    * ``fork()``: the child inherits the client but not the thread, so a call would wait
+      forever for a loop that does not run. Every call first checks the process id and
+      raises :class:`ClientUnusable` in a child (whose pooled connections belong to the
+      parent anyway): make a new client there.
+    * Ctrl-C: :class:`KeyboardInterrupt` arrives in the waiting thread, not in the loop. The
+      running call is cancelled on the loop (the driver abandons its query, the transaction
+      rolls back) and given a moment to clean up before the interrupt is re-raised.
+    * A client dropped without ``close()``: :class:`Tessera` registers a finalizer that
+      closes its connections and stops this thread (also at interpreter exit).
+    """
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tessera-sync-loop", daemon=True
         )
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _check_usable(self) -> None:
+        if os.getpid() != self.pid:
+            raise ClientUnusable(
+                f"this sync Tessera client was created in process {self.pid} and cannot be "
+                "used after fork(): create a new client in the child process"
+            )
+        if self._loop.is_closed() or not self._thread.is_alive():
+            raise ClientUnusable("this sync Tessera client is closed")
         if threading.current_thread() is self._thread:
+            raise ClientUnusable("a sync Tessera client cannot be used from its own loop")
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for it; Ctrl-C cancels it."""
+        try:
+            self._check_usable()
+        except ClientUnusable:
             coro.close()
-            raise RuntimeError("a sync Tessera client cannot be used from its own loop")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+            raise
+        done = threading.Event()
+        started: list[asyncio.Task[T]] = []
+
+        def start() -> None:
+            task = self._loop.create_task(coro)
+            task.add_done_callback(lambda _: done.set())
+            started.append(task)
+
+        def cancel() -> None:  # scheduled after start(), so the task exists
+            started[0].cancel()
+
+        self._loop.call_soon_threadsafe(start)
+        try:
+            done.wait()
+        except BaseException:  # KeyboardInterrupt, or an exception from another signal handler
+            self._loop.call_soon_threadsafe(cancel)
+            done.wait(CANCEL_GRACE)
+            raise
+        return started[0].result()
 
     def build(self, factory: Callable[[], T]) -> T:
         """Call ``factory`` on the loop, so the objects it makes belong to that loop."""
@@ -62,11 +120,25 @@ class _LoopThread:
         return self.run(inside())
 
     def stop(self) -> None:
-        if self._loop.is_closed():
+        """Stop and close the loop (a no-op in a forked child and when already stopped)."""
+        if os.getpid() != self.pid or self._loop.is_closed():
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+            self._loop.close()
+
+
+def _shut_down(client: AsyncTessera, loop: _LoopThread) -> None:
+    """Close a sync client's connections and its loop (its finalizer; no reference to it)."""
+    if os.getpid() != loop.pid:
+        return  # a forked child: the connections and the thread are the parent's
+    try:
+        loop.run(asyncio.wait_for(client.close(), CLOSE_TIMEOUT))
+    except Exception:  # best effort: the loop may be gone, the server unreachable
+        pass
+    finally:
+        loop.stop()
 
 
 class ChangeIterator:
@@ -123,25 +195,105 @@ class ChangeIterator:
 class Tessera:
     """Tessera's sync client: every method of :class:`AsyncTessera`, blocking.
 
-    Create it with :func:`connect_sync` or :func:`from_supabase_sync`; use it as a context
-    manager (or call :meth:`close`) to release the pool and the background loop.
+    Create it with :meth:`connect` or :meth:`from_supabase`; use it as a context manager (or
+    call :meth:`close`) to release the pool and the background loop. A client dropped
+    without closing is closed by a finalizer. Ctrl-C cancels the call in progress. After
+    ``fork()`` a client cannot be used in the child (:class:`ClientUnusable`): make a new
+    one there.
 
     Example:
-        >>> with tessera_client.connect_sync(dsn) as tessera:
+        >>> with Tessera.connect(dsn) as tessera:
         ...     bob = tessera.as_user(bob_id)
         ...     booking = bob.book(event_id, seats=2)
     """
 
-    def __init__(self, client: AsyncTessera, loop: _LoopThread, *, owner: bool = True) -> None:
+    def __init__(
+        self, client: AsyncTessera, loop: _LoopThread, *, root: Tessera | None = None
+    ) -> None:
         self._async = client
         self._loop = loop
-        self._owner = owner
+        # Scoped clients keep their root alive: its finalizer closes the shared pool.
+        self._root = root
+        self._finalizer: weakref.finalize[[AsyncTessera, _LoopThread], Tessera] | None = None
+        if root is None:
+            self._finalizer = weakref.finalize(self, _shut_down, client, loop)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run(coro)
 
     def _scoped(self, client: AsyncTessera) -> Tessera:
-        return Tessera(client, self._loop, owner=False)
+        return Tessera(client, self._loop, root=self._root or self)
+
+    # -- factories ------------------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        jwt_secret: str | None = None,
+        retry: RetryPolicy | None = None,
+        application_name: str = "tessera",
+    ) -> Tessera:
+        """The blocking twin of :meth:`AsyncTessera.connect`.
+
+        Example:
+            >>> with Tessera.connect("postgresql://authenticator:…@localhost:54322/postgres") as db:
+            ...     print(db.as_user(alice_id).my_bookings())
+        """
+        return cls._start(
+            lambda: AsyncTessera.connect(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                jwt_secret=jwt_secret,
+                retry=retry,
+                application_name=application_name,
+            )
+        )
+
+    @classmethod
+    def from_supabase(
+        cls,
+        url: str,
+        key: str,
+        *,
+        access_token: str | None = None,
+        service_key: str | None = None,
+        jwt_secret: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> Tessera:
+        """The blocking twin of :meth:`AsyncTessera.from_supabase`.
+
+        Example:
+            >>> with Tessera.from_supabase(os.environ["SUPABASE_URL"], anon_key) as tessera:
+            ...     print(tessera.list_events())
+        """
+        return cls._start(
+            lambda: AsyncTessera.from_supabase(
+                url,
+                key,
+                access_token=access_token,
+                service_key=service_key,
+                jwt_secret=jwt_secret,
+                timeout=timeout,
+                retry=retry,
+            )
+        )
+
+    @classmethod
+    def _start(cls, factory: Callable[[], AsyncTessera]) -> Tessera:
+        loop = _LoopThread()
+        try:
+            return cls(loop.build(factory), loop)
+        except BaseException:
+            loop.stop()
+            raise
 
     # -- identity and lifecycle -----------------------------------------------------------
 
@@ -178,11 +330,8 @@ class Tessera:
 
     def close(self) -> None:
         """Close the connections and the background loop (scoped clients do nothing)."""
-        if self._owner:
-            try:
-                self._run(self._async.close())
-            finally:
-                self._loop.stop()
+        if self._finalizer is not None:
+            self._finalizer()
 
     def __enter__(self) -> Self:
         return self.open()
@@ -315,6 +464,14 @@ class Tessera:
         """Ledger entries after a position. See :meth:`AsyncTessera.changes`."""
         return self._run(self._async.changes(event_id, after_seq=after_seq, limit=limit))
 
+    def my_changes(self, *, after_seq: int = 0, limit: int | None = None) -> list[Change]:
+        """Ledger entries about your bookings. See :meth:`AsyncTessera.my_changes`."""
+        return self._run(self._async.my_changes(after_seq=after_seq, limit=limit))
+
+    def ledger_position(self) -> int:
+        """The ledger's horizon now. See :meth:`AsyncTessera.ledger_position`."""
+        return self._run(self._async.ledger_position())
+
     def attendees(
         self, event_id: uuid.UUID, *, limit: int | None = None, after: uuid.UUID | None = None
     ) -> list[Attendee]:
@@ -386,68 +543,3 @@ class Tessera:
     def watch_my_bookings(self, *, after_seq: int | None = None) -> ChangeIterator:
         """Follow your bookings live, blocking. See :meth:`AsyncTessera.watch_my_bookings`."""
         return ChangeIterator(self._async.watch_my_bookings(after_seq=after_seq), self._loop)
-
-
-def _start(factory: Callable[[], AsyncTessera]) -> Tessera:
-    loop = _LoopThread()
-    try:
-        return Tessera(loop.build(factory), loop)
-    except BaseException:
-        loop.stop()
-        raise
-
-
-def connect_sync(
-    dsn: str,
-    *,
-    min_size: int = 1,
-    max_size: int = 10,
-    timeout: float = 10.0,
-    jwt_secret: str | None = None,
-    retry: RetryPolicy | None = None,
-) -> Tessera:
-    """The sync twin of :func:`connect`.
-
-    Example:
-        >>> with connect_sync("postgresql://authenticator:…@localhost:54322/postgres") as db:
-        ...     print(db.as_user(alice_id).my_bookings())
-    """
-    return _start(
-        lambda: connect(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            jwt_secret=jwt_secret,
-            retry=retry,
-        )
-    )
-
-
-def from_supabase_sync(
-    url: str,
-    key: str,
-    *,
-    access_token: str | None = None,
-    service_key: str | None = None,
-    jwt_secret: str | None = None,
-    timeout: float = 30.0,
-    retry: RetryPolicy | None = None,
-) -> Tessera:
-    """The sync twin of :func:`from_supabase`.
-
-    Example:
-        >>> with from_supabase_sync(os.environ["SUPABASE_URL"], anon_key) as tessera:
-        ...     print(tessera.list_events())
-    """
-    return _start(
-        lambda: from_supabase(
-            url,
-            key,
-            access_token=access_token,
-            service_key=service_key,
-            jwt_secret=jwt_secret,
-            timeout=timeout,
-            retry=retry,
-        )
-    )

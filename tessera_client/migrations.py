@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from tessera_client._local.paths import migrations_dir as default_migrations_dir
+from tessera_client._paths import migrations_dir as default_migrations_dir
 
 # Supabase CLI naming: <14-digit UTC timestamp>_<snake_name>.sql
 MIGRATION_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[a-z0-9_]+)\.sql$")

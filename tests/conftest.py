@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tessera_client._local.paths import bootstrap_sql
 from tessera_client._local.stack import LocalStack
+from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 
 from .support import TestDatabase, url_for

@@ -212,6 +212,7 @@ FUNCTION_CASES: list[Case] = [
     _case("check_invariants", "all events", _no_args,     "42501 42501 42501 42501 42501 ok"),
     _case("ledger_feed", "everything", _no_args,          "42501 42501 42501 42501 42501 ok"),
     _case("ledger_position", "now", _no_args,             "ok    ok    ok    ok    ok    ok"),
+    _case("tessera_schema_version", "now", _no_args,      "ok    ok    ok    ok    ok    ok"),
     _case("my_changes", "own", _no_args,                  "42501 ok    ok    ok    ok    42501"),
 ]  # fmt: skip
 

@@ -106,7 +106,7 @@ def test_the_server_is_shaped_like_supabase(db: TestDatabase) -> None:
 
 
 def test_bootstrap_is_idempotent(db: TestDatabase) -> None:
-    from tessera_client._local.paths import bootstrap_sql
+    from tessera_client._paths import bootstrap_sql
 
     before = db.sql("select count(*) as n from pg_proc")[0]["n"]
     with psycopg.connect(db.admin_url, autocommit=True) as conn:
@@ -128,7 +128,7 @@ def test_a_broken_migration_names_the_file_and_line_and_leaves_nothing(
     name = _fresh_db(server_admin_url)
     url = url_for(server_admin_url, database=name)
     with psycopg.connect(url, autocommit=True) as conn:
-        from tessera_client._local.paths import bootstrap_sql
+        from tessera_client._paths import bootstrap_sql
 
         conn.execute(bootstrap_sql().read_text())  # type: ignore[arg-type]
     (tmp_path / "20260101000000_good.sql").write_text("create table public.good (id int);\n")
@@ -185,7 +185,7 @@ def test_statement_splitter_respects_quotes_and_dollar_bodies() -> None:
 def test_concurrent_migrate_runs_do_not_collide(server_admin_url: str, template_db: str) -> None:
     name = _fresh_db(server_admin_url)
     url = url_for(server_admin_url, database=name)
-    from tessera_client._local.paths import bootstrap_sql
+    from tessera_client._paths import bootstrap_sql
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(bootstrap_sql().read_text())  # type: ignore[arg-type]

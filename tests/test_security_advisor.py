@@ -1,7 +1,7 @@
 """Supabase's security advisor, as SQL over the catalogs: every check must report nothing.
 
 The queries follow the advisor's lints (supabase/splinter) by name; a few Tessera rules
-(grants, FORCE RLS, search_path = '') sit next to them. Each returns offending objects.
+(grants, FORCE RLS, a pinned search_path) sit next to them. Each returns offending objects.
 """
 
 from __future__ import annotations
@@ -129,14 +129,16 @@ CHECKS: dict[str, str] = {
         from pg_catalog.pg_class as c
         where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')
           and not c.relforcerowsecurity""",
-    # Tessera: SECURITY DEFINER functions pin search_path to '' and qualify every name.
-    "security_definer_search_path_not_empty": f"""
+    # Tessera: every function, definer or not, pins search_path to pg_catalog, pg_temp (an
+    # empty path still searches a caller's pg_temp first for types and tables) and qualifies
+    # every name.
+    "search_path_not_pinned": f"""
         select p.oid::regprocedure::text
         from pg_catalog.pg_proc as p
         join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
-        where n.nspname in {OURS} and p.prosecdef
+        where n.nspname in {OURS}
           and not {EXTENSION_MEMBER.format(oid="p.oid")}
-          and not coalesce(p.proconfig, '{{}}') && array['search_path=""', 'search_path=''''']""",
+          and not coalesce(p.proconfig, '{{}}') @> array['search_path=pg_catalog, pg_temp']""",
 }
 
 

@@ -27,7 +27,7 @@ MIGRATION = (
     Path(__file__).resolve().parents[1]
     / "supabase"
     / "migrations"
-    / "20261125000200_tessera_access.sql"
+    / "20261129000400_tessera_access.sql"
 )
 
 

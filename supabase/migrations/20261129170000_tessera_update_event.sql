@@ -19,7 +19,7 @@ alter table public.ledger add constraint ledger_kind_known check (
 );
 
 -- ===========================================================================================
--- RPC: update_event
+-- RPC: update_event (a new RPC: the public API's version goes up, see the foundation file)
 -- ===========================================================================================
 create function public.update_event(
     event_id uuid,
@@ -70,21 +70,33 @@ begin
 
     -- The same checks as create_event, on the event as it would be.
     v_problem := case
-        when char_length(v_new.title) not between 1 and 200
-            then 'title must be 1 to 200 characters'
-        when char_length(v_new.description) > 10000
-            then 'description must be at most 10000 characters'
-        when char_length(v_new.venue) > 500 then 'venue must be at most 500 characters'
-        when not pg_catalog.isfinite(v_new.starts_at) or not pg_catalog.isfinite(v_new.ends_at)
-            or not pg_catalog.isfinite(v_new.sales_open_at)
-            or not pg_catalog.isfinite(v_new.sales_close_at) then 'times must be finite'
+        when char_length(v_new.title) not between 1 and tessera.max_title_length()
+            then pg_catalog.format('title must be 1 to %s characters', tessera.max_title_length())
+        when char_length(v_new.description) > tessera.max_description_length()
+            then pg_catalog.format(
+                'description must be at most %s characters', tessera.max_description_length()
+            )
+        when char_length(v_new.venue) > tessera.max_venue_length()
+            then pg_catalog.format(
+                'venue must be at most %s characters', tessera.max_venue_length()
+            )
+        when not isfinite(v_new.starts_at) or not isfinite(v_new.ends_at)
+            or not isfinite(v_new.sales_open_at) or not isfinite(v_new.sales_close_at)
+            then 'times must be finite'
         when v_new.ends_at < v_new.starts_at then 'ends_at must not be before starts_at'
-        when v_new.max_seats_per_booking not between 1 and 1000
-            then 'max_seats_per_booking must be between 1 and 1000'
-        when v_new.waitlist_limit not between 0 and 10000000
-            then 'waitlist_limit must be between 0 and 10000000'
-        when v_new.offer_ttl not between interval '1 minute' and interval '30 days'
-            then 'offer_ttl must be between 1 minute and 30 days'
+        when v_new.max_seats_per_booking not between 1 and tessera.max_party_size()
+            then pg_catalog.format(
+                'max_seats_per_booking must be between 1 and %s', tessera.max_party_size()
+            )
+        when v_new.waitlist_limit not between 0 and tessera.max_waitlist_limit()
+            then pg_catalog.format(
+                'waitlist_limit must be between 0 and %s', tessera.max_waitlist_limit()
+            )
+        when v_new.offer_ttl not between tessera.min_offer_ttl() and tessera.max_offer_ttl()
+            then pg_catalog.format(
+                'offer_ttl must be between %s and %s', tessera.min_offer_ttl(),
+                tessera.max_offer_ttl()
+            )
         when v_new.sales_close_at <= v_new.sales_open_at
             then 'the sales window must close after it opens'
     end;
@@ -148,3 +160,11 @@ comment on function public.update_event(
 'Change an event''s details (organizer or service_role); null arguments keep the current value. '
 'Checked as create_event checks them; capacity is changed by set_event_capacity. Records one '
 'event_updated ledger entry naming every changed field. Errors: TS001, TS007, 22023, 42501.';
+
+-- ===========================================================================================
+-- RPC: tessera_schema_version — 2: update_event and the event_updated ledger entry
+-- ===========================================================================================
+create or replace function public.tessera_schema_version() returns integer
+language sql stable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 2 $$;

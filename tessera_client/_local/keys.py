@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
+from typing import Any
 
 import jwt
+
+from tessera_client._identity import Identity, sign_token, verify_token
 
 # Fixed times make the keys stable: the same secret gives the same keys on every `status`.
 KEYS_ISSUED_AT = 1704067200  # 2024-01-01T00:00:00Z
@@ -25,22 +27,9 @@ def user_token(
     secret: str, user_id: uuid.UUID | str, email: str | None = None, ttl: int = 3600
 ) -> str:
     """An access token for a signed-in user (role ``authenticated``), like supabase-auth's."""
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "sub": str(user_id),
-        "role": "authenticated",
-        "aud": "authenticated",
-        "iat": now,
-        "exp": now + ttl,
-    }
-    if email is not None:
-        claims["email"] = email
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return sign_token(secret, Identity.user(user_id, email=email).claims, ttl=ttl)
 
 
-def decode(secret: str, token: str) -> dict[str, object]:
+def decode(secret: str, token: str) -> dict[str, Any]:
     """Verify a token signed with ``secret`` and return its claims."""
-    claims: dict[str, object] = jwt.decode(
-        token, secret, algorithms=["HS256"], options={"verify_aud": False}
-    )
-    return claims
+    return verify_token(secret, token)

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 
 from tessera_client._local import keys
-from tessera_client._local.paths import bootstrap_sql
+from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 
 DEFAULT_PORT = 54322

@@ -17,12 +17,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from tessera_client._identity import Identity
-
-if TYPE_CHECKING:
-    from tessera_client._realtime import Notifier
+from tessera_client._transports._notifier import Notifier
 
 __all__ = ["Filter", "Operator", "Returns", "Select", "Transport"]
 
@@ -124,8 +122,12 @@ class Transport(Protocol):
         *,
         returns: Returns,
         read_only: bool,
+        schema: str = "public",
     ) -> Any:
-        """``public.function(name => value, …)`` in one transaction.
+        """``schema.function(name => value, …)`` in one transaction.
+
+        Tessera's API is in ``public``; another schema serves functions an application or
+        a benchmark adds beside it (PostgREST exposes only the schemas it is told to).
 
         Returns:
             A row as a mapping (``one``), a list of them (``many``), or a value (``scalar``).

@@ -3,26 +3,34 @@
 It logs in as a server role (``authenticator``, like PostgREST, or ``postgres``) and runs
 each call as PostgREST does::
 
-    begin;
+    BEGIN;
     select set_config('role', 'authenticated', true),
            set_config('request.jwt.claims', '{"sub": "…", "role": "authenticated"}', true);
     select * from public.book_event("event_id" => $1, "seats" => $2, …);
-    commit;
+    COMMIT;
+
+The four statements travel together in one round trip (libpq pipeline mode, one ``Sync``).
+When the call fails the server skips the ``COMMIT``, and a ``ROLLBACK`` follows in a second
+round trip: only failed calls pay it.
 
 Both settings are transaction-local and nothing else is left on the connection (no
 server-side prepared statements, no ``SET``, no ``LISTEN``), so it works through PgBouncer
 or Supavisor in transaction-pooling mode. Realtime subscriptions are the exception: their
-:class:`~tessera_client._realtime.LedgerPoller` keeps one connection of its own, outside the
-pool, with session settings, so it needs a direct or session-pooled address.
+:class:`~tessera_client._transports._poller.LedgerPoller` keeps one connection of its own,
+outside the pool, with session settings, so it needs a direct or session-pooled address.
 
-Driver errors are translated here and only here: a lost connection before ``COMMIT`` was
-sent means the server rolled back (:class:`Unavailable`); during ``COMMIT`` nobody knows
-(:class:`OutcomeUnknown`).
+Driver errors are translated here and only here. A connection that fails before anything
+was sent means nothing was done (:class:`Unavailable`); once the pipeline, ``COMMIT``
+included, is on its way, a lost connection means nobody knows (:class:`OutcomeUnknown`). To
+keep the first case the common one, a pooled connection the server has already closed
+(a restart, ``pg_terminate_backend``, an idle timeout) is noticed and replaced before use,
+without a round trip.
 """
 
 from __future__ import annotations
 
 import json
+import select
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +38,7 @@ from typing import Any
 import jwt
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -41,12 +50,15 @@ from tessera_client._errors import (
     error_for,
 )
 from tessera_client._identity import Identity
-from tessera_client._realtime import LedgerPoller
 from tessera_client._transports._base import OPERATORS_SQL, Returns, Select
+from tessera_client._transports._poller import LedgerPoller
 
 __all__ = ["PostgresTransport"]
 
 _PREAMBLE = "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
+# Upper case: what PostgreSQL's own tools send, and what the fault-injecting proxies of the
+# test suite look for on the wire.
+_BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
 # The server is gone or is going away: the transaction did not survive.
 _CONNECTION_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
 
@@ -62,6 +74,10 @@ class PostgresTransport:
         jwt_secret: Verifies tokens given to ``as_user`` (HS256). Without it their claims
             are taken as they are.
         application_name: Shown in ``pg_stat_activity`` unless the DSN sets one.
+
+    Example:
+        >>> transport = PostgresTransport(dsn, max_size=20, application_name="checkout")
+        >>> tessera = AsyncTessera(transport)
     """
 
     name = "postgres"
@@ -90,6 +106,7 @@ class PostgresTransport:
             timeout=timeout,
             open=False,
             kwargs=options,
+            check=_still_connected,
             name="tessera",
         )
         self._opened = False
@@ -164,13 +181,14 @@ class PostgresTransport:
         *,
         returns: Returns,
         read_only: bool,
+        schema: str = "public",
     ) -> Any:
-        """``select * from public.function(name => value, …)`` as ``identity``."""
+        """``select * from schema.function(name => value, …)`` as ``identity``."""
         arguments = sql.SQL(", ").join(
             sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in args
         )
         query = sql.SQL("select * from {}.{}({})").format(
-            sql.Identifier("public"), sql.Identifier(function), arguments
+            sql.Identifier(schema), sql.Identifier(function), arguments
         )
         rows = await self._run(identity, query, dict(args))
         if returns == "many":
@@ -230,47 +248,65 @@ class PostgresTransport:
     async def _run(
         self, identity: Identity, query: sql.Composed, params: Any
     ) -> list[dict[str, Any]]:
-        """One transaction: the PostgREST preamble, then ``query``."""
+        """One transaction in one round trip: ``BEGIN``, the PostgREST preamble, ``query``,
+        ``COMMIT``."""
         if not self._opened:
             await self.open()
-        committing = False
+        claims = json.dumps(dict(identity.claims))
         try:
             async with self._pool.connection() as conn:
                 try:
-                    async with conn.transaction():
-                        async with conn.cursor(row_factory=dict_row) as cur:
-                            await cur.execute(
-                                _PREAMBLE, (identity.role, json.dumps(dict(identity.claims)))
-                            )
+                    async with conn.cursor(row_factory=dict_row) as cur:
+                        async with conn.pipeline():
+                            await conn.execute(_BEGIN)
+                            await conn.execute(_PREAMBLE, (identity.role, claims))
                             await cur.execute(query, params)
-                            rows = await cur.fetchall() if cur.description else []
-                        committing = True  # leaving the block sends COMMIT
+                            await conn.execute(_COMMIT)
+                        # Leaving the pipeline sent everything and read every result.
+                        return await cur.fetchall() if cur.description else []
                 except psycopg.Error as exc:
-                    raise await self._translate(exc, committing) from exc
+                    raise await self._translate(conn, exc) from exc
         except (PoolTimeout, PoolClosed) as exc:
             raise Unavailable("no database connection available", detail=str(exc)) from exc
-        return rows
 
-    async def _translate(self, exc: psycopg.Error, committing: bool) -> TesseraError:
+    async def _translate(
+        self, conn: psycopg.AsyncConnection[Any], exc: psycopg.Error
+    ) -> TesseraError:
         """The Tessera error for a driver error (the one place that reads psycopg errors)."""
         state = exc.sqlstate
         lost = isinstance(exc, psycopg.OperationalError) and (
             state is None or state.startswith("08") or state in _CONNECTION_LOST_STATES
         )
         if not lost:
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                try:  # the server skipped the COMMIT; end the failed transaction
+                    await conn.execute(_ROLLBACK)
+                except psycopg.Error:
+                    await conn.close()  # the pool replaces a closed connection
             diag = exc.diag
             return error_for(
                 state, diag.message_primary or str(exc), diag.message_detail, diag.message_hint
             )
         # Other pooled connections probably died with this one: drop them before a retry.
         await self._pool.check()
-        if committing:
-            return OutcomeUnknown(
-                "the connection was lost while committing; the call may have taken effect",
-                detail=str(exc).strip() or None,
-            )
-        return Unavailable(
-            "the connection to the database was lost; nothing was committed",
-            code=state or None,
+        return OutcomeUnknown(
+            "the connection was lost with the call and its COMMIT sent; "
+            "the call may have taken effect",
             detail=str(exc).strip() or None,
         )
+
+
+async def _still_connected(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check before lending a connection: no round trip, one ``select()``.
+
+    An idle connection has nothing to read. Data or end-of-file means the server has ended
+    it (it sends a FATAL error, then closes): close it, and the pool lends another, so the
+    call is never sent over a dead connection and a restart reads as :class:`Unavailable`
+    (retried) rather than :class:`OutcomeUnknown`.
+    """
+    if not conn.closed:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if not readable:
+            return
+    await conn.close()
+    raise psycopg.OperationalError("the server closed this pooled connection")

@@ -31,10 +31,9 @@ from tessera_client._errors import (
     Unavailable,
     error_for,
 )
-from tessera_client._identity import Identity
-from tessera_client._local import keys
-from tessera_client._realtime_supabase import SupabaseRealtime
+from tessera_client._identity import Identity, sign_token
 from tessera_client._transports._base import Returns, Select
+from tessera_client._transports._supabase_realtime import SupabaseRealtime
 
 __all__ = ["SupabaseTransport"]
 
@@ -166,8 +165,9 @@ class SupabaseTransport:
                 "as_user(user_id) on Supabase needs jwt_secret= in from_supabase(); "
                 "otherwise pass the user's access token, or sign_in()"
             )
-        token = keys.user_token(self._jwt_secret, user_id, email=email)
-        return Identity.user(user_id, email=email, token=token)
+        identity = Identity.user(user_id, email=email)
+        token = sign_token(self._jwt_secret, identity.claims)
+        return Identity(role=identity.role, claims=identity.claims, token=token)
 
     def token_identity(self, token: str) -> Identity:
         """The identity of ``token``; PostgREST verifies it on every call."""
@@ -222,9 +222,14 @@ class SupabaseTransport:
         *,
         returns: Returns,
         read_only: bool,
+        schema: str = "public",
     ) -> Any:
-        """``POST /rest/v1/rpc/function`` (``GET`` for read-only calls)."""
-        client = await self._postgrest(identity)
+        """``POST /rest/v1/rpc/function`` (``GET`` for read-only calls).
+
+        A schema other than ``public`` goes as the ``Content-Profile`` / ``Accept-Profile``
+        header; PostgREST must expose it (``db-schemas``).
+        """
+        client = await self._postgrest(identity, schema)
         params = {name: _wire(value) for name, value in args.items()}
         data = await self._execute(client.rpc(function, params, get=read_only))
         if returns == "many":
@@ -260,11 +265,11 @@ class SupabaseTransport:
             return self._service_key, self._service_key
         return self._key, self._key
 
-    async def _postgrest(self, identity: Identity) -> AsyncPostgrestClient:
+    async def _postgrest(self, identity: Identity, schema: str = "public") -> AsyncPostgrestClient:
         """A postgrest client sharing the HTTP session, carrying the identity's token."""
         client = await self.supabase()
         token, api_key = await self._credentials(identity)
-        scoped = client.postgrest.schema("public").auth(token)
+        scoped = client.postgrest.schema(schema).auth(token)
         scoped.headers["apikey"] = api_key
         return scoped
 

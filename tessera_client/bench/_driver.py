@@ -2,9 +2,9 @@
 
 Scenarios call Tessera through the SDK's direct transport (a psycopg pool, the PostgREST
 preamble per transaction), exactly as an application would. The baseline function lives in
-its own schema, so :class:`BenchTransport` adds one thing to the SDK's transport: calling a
-function of any schema through the very same path (pool, transaction, role and claims), so
-Tessera and the baseline pay identical client costs.
+its own schema; the transport's public ``call(…, schema=…)`` reaches it through the very
+same path (pool, transaction, role and claims), so Tessera and the baseline pay identical
+client costs.
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from rich.progress import Progress
 
-from tessera_client._client import AsyncTessera, RetryPolicy
-from tessera_client._errors import TesseraError
-from tessera_client._identity import Identity
-from tessera_client._transports._base import Returns
-from tessera_client._transports._postgres import PostgresTransport
+from tessera_client import AsyncTessera, Identity, RetryPolicy, TesseraError
 from tessera_client.bench._stats import Phase
+from tessera_client.transports import PostgresTransport, Returns
 
 __all__ = [
     "NO_RETRY",
@@ -46,7 +43,7 @@ Call = Callable[[], Awaitable[object]]
 
 
 class BenchTransport(PostgresTransport):
-    """The SDK's direct transport, able to call a function in any schema.
+    """The SDK's direct transport, with a shorthand for calls outside ``public``.
 
     ``call_function(identity, "public", "book_event", args)`` sends exactly what
     ``AsyncTessera.book`` sends; with another schema it is the same transaction, pool and
@@ -63,20 +60,9 @@ class BenchTransport(PostgresTransport):
         returns: Returns = "one",
     ) -> Any:
         """``select * from schema.function(name => value, …)`` as ``identity``."""
-        arguments = sql.SQL(", ").join(
-            sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in args
+        return await self.call(
+            identity, function, args, returns=returns, read_only=False, schema=schema
         )
-        query = sql.SQL("select * from {}.{}({})").format(
-            sql.Identifier(schema), sql.Identifier(function), arguments
-        )
-        rows = await self._run(identity, query, dict(args))
-        if returns == "many":
-            return rows
-        if not rows:
-            return None
-        if returns == "scalar":
-            return next(iter(rows[0].values()))
-        return rows[0]
 
 
 def bench_client(dsn: str, size: int, *, timeout: float = 30.0) -> AsyncTessera:

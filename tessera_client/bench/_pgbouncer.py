@@ -57,7 +57,7 @@ class PgBouncer:
 
     Example:
         >>> with PgBouncer(db_url, pool_size=20, max_clients=2000) as bouncer:
-        ...     client = connect(bouncer.dsn)
+        ...     client = AsyncTessera.connect(bouncer.dsn)
     """
 
     def __init__(self, server_url: str, *, pool_size: int, max_clients: int) -> None:

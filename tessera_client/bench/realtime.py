@@ -24,11 +24,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from tessera_client._client import AsyncTessera, RetryPolicy, connect
+from tessera_client._client import AsyncTessera, RetryPolicy
 from tessera_client._errors import TesseraError
-from tessera_client._identity import create_local_users
 from tessera_client._models import ChangeKind
-from tessera_client._realtime import ChangeStream, LedgerPoller
+from tessera_client._streams import ChangeStream
+from tessera_client._transports._poller import LedgerPoller
+from tessera_client.local import create_local_users
 
 __all__ = ["Progress", "run_realtime_latency"]
 
@@ -86,7 +87,9 @@ class _Producer:
 
     async def _book_all(self) -> None:
         db_url, event_id, users, rate = self._args
-        async with connect(db_url, max_size=20, retry=RetryPolicy(attempts=3)) as client:
+        async with AsyncTessera.connect(
+            db_url, max_size=20, retry=RetryPolicy(attempts=3)
+        ) as client:
             await client.open()
 
             async def book(user_id: uuid.UUID) -> None:
@@ -151,7 +154,7 @@ async def run_realtime_latency(
     organizer_id, *users = await asyncio.to_thread(
         create_local_users, db_url, total + 1, prefix="bench-rt"
     )
-    async with connect(db_url, max_size=10) as client:
+    async with AsyncTessera.connect(db_url, max_size=10) as client:
         organizer = client.as_user(organizer_id)
         event = await organizer.create_event(
             "tessera bench realtime",

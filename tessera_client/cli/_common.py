@@ -155,11 +155,11 @@ def _reason(exc: psycopg.OperationalError) -> str:
 @contextmanager
 def service_client(db_url: str | None) -> Iterator[Tessera]:
     """A sync SDK client acting as service_role (operators), closed on exit."""
-    from tessera_client import connect_sync
+    from tessera_client import Tessera
 
     url = resolve_db_url(db_url)
     connect_db(url).close()  # fail fast and in one line on a wrong password or host
-    with connect_sync(url, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT * 2) as tessera:
+    with Tessera.connect(url, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT * 2) as tessera:
         yield tessera.as_service()
 
 

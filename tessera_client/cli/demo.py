@@ -21,11 +21,11 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tessera_client import AsyncTessera, Booking, Change, TesseraError, connect
-from tessera_client._identity import create_local_users
+from tessera_client import AsyncTessera, Booking, Change, TesseraError
 from tessera_client._local.stack import LocalStack
 from tessera_client.cli._common import JsonOut, console, err_console, handle_errors, print_json
 from tessera_client.cli.doctor import CHECKS, run_checks
+from tessera_client.local import create_local_users
 
 PROMOTION_TIMEOUT = 15.0  # seconds to wait for realtime to deliver every promotion
 
@@ -120,7 +120,7 @@ async def _demo(
     people = create_local_users(db_url, people_count + 1, prefix=f"demo-{run}")
     organizer, crowd = people[0], people[1:]
     story: list[str] = []
-    async with connect(db_url, min_size=4, max_size=32) as tessera:
+    async with AsyncTessera.connect(db_url, min_size=4, max_size=32) as tessera:
         event = await tessera.as_user(organizer).create_event(
             f"Demo concert {run}", seats, datetime.now(UTC) + timedelta(days=30),
             venue="The Local Stack", max_seats_per_booking=4,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from tessera_client._identity import create_local_user
 from tessera_client.cli._common import (
     DbUrl,
     JsonOut,
@@ -20,6 +19,7 @@ from tessera_client.cli._common import (
     resolve_db_url,
     show_time,
 )
+from tessera_client.local import create_local_user
 
 app = typer.Typer(help="Create and list users: `tessera users create ada@example.com`.")
 

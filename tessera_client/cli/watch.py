@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from tessera_client import AsyncTessera, Availability, Change, WaitlistEntry, connect
+from tessera_client import AsyncTessera, Availability, Change, WaitlistEntry
 from tessera_client.cli._common import (
     DbUrl,
     JsonOut,
@@ -83,7 +83,7 @@ def _last_entry(db_url: str, event_id: uuid.UUID) -> int:
 
 async def _watch(db_url: str, event_id: uuid.UUID, rows: int, json_out: bool) -> None:
     tessera: AsyncTessera
-    async with connect(db_url, min_size=1, max_size=2) as tessera:
+    async with AsyncTessera.connect(db_url, min_size=1, max_size=2) as tessera:
         service = tessera.as_service()
         event = await service.get_event(event_id)
         numbers = await service.availability(event_id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tessera_client import AsyncTessera, Change, ChangeStream, Event, connect, from_supabase
+from tessera_client import AsyncTessera, Change, ChangeStream, Event
 
 from ..sdk.conftest import FAST_RETRY, JWT_SECRET, TOMORROW, standin
 from ..standins import RealtimeStandIn, SupabaseStandIn
@@ -75,7 +75,7 @@ class Setup:
 
 @pytest.fixture
 async def direct_setup(db: TestDatabase) -> AsyncIterator[Setup]:
-    async with connect(
+    async with AsyncTessera.connect(
         db.url("authenticator"), jwt_secret=JWT_SECRET, retry=FAST_RETRY, max_size=8
     ) as client:
         yield Setup("postgres", client, db, client)
@@ -87,14 +87,14 @@ async def supabase_setup(
 ) -> AsyncIterator[Setup]:
     standin.realtime_url = realtime_standin.url
     async with (
-        from_supabase(
+        AsyncTessera.from_supabase(
             standin.url,
             standin.anon_key,
             service_key=standin.service_key,
             jwt_secret=JWT_SECRET,
             retry=FAST_RETRY,
         ) as client,
-        connect(db.url("authenticator"), jwt_secret=JWT_SECRET, max_size=8) as booker,
+        AsyncTessera.connect(db.url("authenticator"), jwt_secret=JWT_SECRET, max_size=8) as booker,
     ):
         yield Setup("supabase", client, db, booker, realtime_standin)
 

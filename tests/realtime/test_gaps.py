@@ -8,8 +8,9 @@ import gc
 
 import pytest
 
-from tessera_client import _realtime
-from tessera_client._realtime import LedgerPoller, SharedReads
+from tessera_client import Change, _streams
+from tessera_client._transports._notifier import SharedReads
+from tessera_client._transports._poller import LedgerPoller
 
 from .conftest import Setup, nothing_more, take
 
@@ -17,8 +18,8 @@ from .conftest import Setup, nothing_more, take
 async def test_an_overflowing_buffer_is_replaced_by_a_backfill(
     direct_setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_realtime, "QUEUE_SIZE", 2)
-    monkeypatch.setattr(_realtime, "SINK_CAPACITY", 3)
+    monkeypatch.setattr(_streams, "QUEUE_SIZE", 2)
+    monkeypatch.setattr(_streams, "SINK_CAPACITY", 3)
     organizer = direct_setup.user()
     event = await direct_setup.event(organizer, capacity=50)
     start = (await organizer.availability(event.id)).last_seq
@@ -61,7 +62,7 @@ async def test_a_shared_read_is_not_reused_by_a_later_wake_up() -> None:
     release = asyncio.Event()
     calls = 0
 
-    async def fetch() -> list[_realtime.Change]:
+    async def fetch() -> list[Change]:
         nonlocal calls
         calls += 1
         await release.wait()

@@ -17,9 +17,9 @@ from tessera_client import (
     EventNotFound,
     PermissionDenied,
     PromotionMode,
-    connect_sync,
-    local_user_token,
+    Tessera,
 )
+from tessera_client.local import local_user_token
 
 from ..sdk.conftest import JWT_SECRET, TOMORROW
 from ..support import TestDatabase, url_for
@@ -377,7 +377,7 @@ async def test_one_poller_serves_every_subscription_of_a_client(direct_setup: Se
 
 
 def test_the_sync_client_iterates_changes(db: TestDatabase) -> None:
-    with connect_sync(db.url("authenticator"), jwt_secret=JWT_SECRET) as tessera:
+    with Tessera.connect(db.url("authenticator"), jwt_secret=JWT_SECRET) as tessera:
         organizer = tessera.as_user(db.create_user())
         event = organizer.create_event("Sync", capacity=5, starts_at=TOMORROW)
         with organizer.watch_event(event.id) as changes:

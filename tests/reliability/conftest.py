@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tessera_client.reliability import Database, Scale
+from tests.reliability.suite import Database, Scale
 
 from ..support import TestDatabase
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tessera_client.reliability import Database, PartResult, Scale
-from tessera_client.reliability.faults import (
+from tests.reliability.suite import Database, PartResult, Scale
+from tests.reliability.suite.faults import (
     run_kills_mid_transaction,
     run_lost_replies,
     run_restarts,
     run_timeouts,
 )
-from tessera_client.reliability.torture import run_torture
+from tests.reliability.suite.torture import run_torture
 
 
 def test_backends_killed_under_load_leave_no_partial_state(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tessera_client.reliability import Database, PartResult, Scale
-from tessera_client.reliability.hostile import api_functions, deleted_user_outcomes, run_hostile
+from tests.reliability.suite import Database, PartResult, Scale
+from tests.reliability.suite.hostile import api_functions, deleted_user_outcomes, run_hostile
 
 
 def test_every_rpc_survives_hostile_input(database: Database, scale: Scale) -> None:

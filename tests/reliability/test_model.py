@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tessera_client.reliability import Database, PartResult, Scale
-from tessera_client.reliability.modelcheck import run_model
+from tests.reliability.suite import Database, PartResult, Scale
+from tests.reliability.suite.modelcheck import run_model
 
 
 def test_database_follows_the_model(database: Database, scale: Scale) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tessera_client.reliability.model import BookingModel, EventRules, ModelError, Outcome
+from tests.reliability.suite.model import BookingModel, EventRules, ModelError, Outcome
 
 ORGANIZER = uuid.uuid4()
 

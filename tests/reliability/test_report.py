@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tessera_client.reliability import PartResult, Scale
-from tessera_client.reliability.__main__ import main
-from tessera_client.reliability.report import Finding, Run, render
+from tests.reliability.suite import PartResult, Scale
+from tests.reliability.suite.__main__ import main
+from tests.reliability.suite.report import Finding, Run, render
 
 
 def test_the_report_shows_counts_faults_inputs_and_violations() -> None:
@@ -23,7 +23,7 @@ def test_the_report_shows_counts_faults_inputs_and_violations() -> None:
     hostile.problem("book_event as anon: undocumented XX000")
     run = Run(
         Scale(2),
-        "python -m tessera_client.reliability report --scale 2",
+        "python -m tests.reliability.suite report --scale 2",
         datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
         42.0,
         [torture, hostile],
@@ -32,7 +32,7 @@ def test_the_report_shows_counts_faults_inputs_and_violations() -> None:
         "PostgreSQL 15",
     )
     page = render(run)
-    assert "`python -m tessera_client.reliability report --scale 2`" in page
+    assert "`python -m tests.reliability.suite report --scale 2`" in page
     assert "Scale:** 2 (2 times the CI sizes" in page
     assert "Test CPU, 2 cores" in page
     assert "| torture | book_event → TS005 | 1 |" in page

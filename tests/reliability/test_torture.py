@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tessera_client.reliability import Database, PartResult, Scale
-from tessera_client.reliability.torture import replay_ledger, run_torture
+from tests.reliability.suite import Database, PartResult, Scale
+from tests.reliability.suite.torture import replay_ledger, run_torture
 
 
 def test_random_load_keeps_every_invariant(database: Database, scale: Scale) -> None:

@@ -20,13 +20,8 @@ from typing import Any
 
 import pytest
 
-from tessera_client import (
-    AsyncTessera,
-    RetryPolicy,
-    connect,
-    create_local_user,
-    from_supabase,
-)
+from tessera_client import AsyncTessera, RetryPolicy
+from tessera_client.local import create_local_user
 
 from ..standins import SupabaseStandIn
 from ..support import TestDatabase
@@ -112,7 +107,7 @@ def standin(db: TestDatabase) -> Iterator[SupabaseStandIn]:
 @pytest.fixture
 async def direct(db: TestDatabase) -> AsyncIterator[AsyncTessera]:
     """A client over the direct transport, logged in as ``authenticator``."""
-    async with connect(
+    async with AsyncTessera.connect(
         db.url("authenticator"), jwt_secret=JWT_SECRET, retry=FAST_RETRY, max_size=4
     ) as client:
         yield client
@@ -122,7 +117,7 @@ async def direct(db: TestDatabase) -> AsyncIterator[AsyncTessera]:
 async def open_backend(name: str, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     db: TestDatabase = request.getfixturevalue("db")
     if name == "postgres":
-        async with connect(
+        async with AsyncTessera.connect(
             db.url("authenticator"), jwt_secret=JWT_SECRET, retry=FAST_RETRY, max_size=4
         ) as client:
             yield Backend("postgres", client, db)
@@ -132,7 +127,7 @@ async def open_backend(name: str, request: pytest.FixtureRequest) -> AsyncIterat
         url = os.environ["TESSERA_SUPABASE_URL"]
         service_key = os.environ["TESSERA_SUPABASE_SERVICE_KEY"]
         admin = await acreate_client(url, service_key)
-        async with from_supabase(
+        async with AsyncTessera.from_supabase(
             url,
             os.environ["TESSERA_SUPABASE_ANON_KEY"],
             service_key=service_key,
@@ -141,7 +136,7 @@ async def open_backend(name: str, request: pytest.FixtureRequest) -> AsyncIterat
             yield Backend("supabase", client, None, _admin=admin)
     else:
         standin: SupabaseStandIn = request.getfixturevalue("standin")
-        async with from_supabase(
+        async with AsyncTessera.from_supabase(
             standin.url,
             standin.anon_key,
             service_key=standin.service_key,

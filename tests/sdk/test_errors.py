@@ -190,7 +190,7 @@ async def test_rate_limit(backend: Backend) -> None:
 
 
 async def test_authentication_errors(backend: Backend) -> None:
-    from tessera_client import local_user_token
+    from tessera_client.local import local_user_token
 
     forged = local_user_token("not-the-secret-" + "x" * 32, uuid.uuid4())
     with pytest.raises(AuthenticationFailed):

@@ -13,13 +13,9 @@ from tessera_client import (
     BookingStatus,
     Identity,
     PermissionDenied,
-    connect,
-    create_local_user,
-    from_supabase,
-    local_api_key,
-    local_user_token,
 )
-from tessera_client._identity import hash_password, verify_password
+from tessera_client._local.users import hash_password, verify_password
+from tessera_client.local import create_local_user, local_api_key, local_user_token
 
 from ..standins import SupabaseStandIn
 from ..support import TestDatabase
@@ -73,14 +69,14 @@ async def test_direct_tokens_are_verified_with_the_secret(
 async def test_direct_without_a_secret_trusts_token_claims(db: TestDatabase) -> None:
     alice = create_local_user(db.url())
     unchecked = local_user_token("whatever signed this, the app checked it" * 2, alice.id)
-    async with connect(db.url("authenticator"), retry=FAST_RETRY) as client:
+    async with AsyncTessera.connect(db.url("authenticator"), retry=FAST_RETRY) as client:
         event = await client.as_user(unchecked).create_event("Trusted", 1, TOMORROW)
     assert event.organizer_id == alice.id
 
 
 async def test_the_postgres_login_works_too(db: TestDatabase) -> None:
     alice = create_local_user(db.url())
-    async with connect(db.url("postgres"), retry=FAST_RETRY) as client:
+    async with AsyncTessera.connect(db.url("postgres"), retry=FAST_RETRY) as client:
         event = await client.as_user(alice.id).create_event("As postgres", 1, TOMORROW)
         with pytest.raises(PermissionDenied):  # anonymous, even though postgres could do more
             await client.create_event("Nobody", 1, TOMORROW)
@@ -104,13 +100,15 @@ async def test_user_ids_as_strings_and_uuids(backend: Backend) -> None:
 
 
 async def test_supabase_identities_need_credentials(standin: SupabaseStandIn) -> None:
-    bare = from_supabase(standin.url, standin.anon_key)
+    bare = AsyncTessera.from_supabase(standin.url, standin.anon_key)
     with pytest.raises(ValueError, match="jwt_secret"):
         bare.as_user(uuid.uuid4())
     with pytest.raises(ValueError, match="service_key"):
         bare.as_service()
     # The service key as the API key: the client acts as the service role by default.
-    assert from_supabase(standin.url, standin.service_key).identity.role == "service_role"
+    assert (
+        AsyncTessera.from_supabase(standin.url, standin.service_key).identity.role == "service_role"
+    )
     await bare.close()
 
 
@@ -120,13 +118,15 @@ async def test_supabase_access_token_and_session_refresh(
 ) -> None:
     alice = create_local_user(db.url(), "alice@example.test", "alice-password")
     token = local_user_token(JWT_SECRET, alice.id, email=alice.email)
-    async with from_supabase(standin.url, standin.anon_key, access_token=token) as as_alice:
+    async with AsyncTessera.from_supabase(
+        standin.url, standin.anon_key, access_token=token
+    ) as as_alice:
         assert as_alice.identity.user_id == alice.id
         event = await as_alice.create_event("From a session", capacity=3, starts_at=TOMORROW)
 
     # Tokens that expire within supabase-auth's margin are refreshed before every call.
     standin.access_token_ttl = 5
-    async with from_supabase(standin.url, standin.anon_key) as client:
+    async with AsyncTessera.from_supabase(standin.url, standin.anon_key) as client:
         session = await client.sign_in("alice@example.test", "alice-password")
         with standin.recording() as requests:
             booking = await session.book(event.id)
@@ -140,7 +140,7 @@ async def test_supabase_access_token_and_session_refresh(
 async def test_two_sessions_at_once(db: TestDatabase, standin: SupabaseStandIn) -> None:
     for name in ("alice", "bob"):
         create_local_user(db.url(), f"{name}@example.test", f"{name}-password")
-    async with from_supabase(standin.url, standin.anon_key) as client:
+    async with AsyncTessera.from_supabase(standin.url, standin.anon_key) as client:
         alice = await client.sign_in("alice@example.test", "alice-password")
         bob = await client.sign_in("bob@example.test", "bob-password")
         event = await alice.create_event("Two users", capacity=3, starts_at=TOMORROW)

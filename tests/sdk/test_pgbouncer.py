@@ -20,7 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tessera_client import BookingStatus, PermissionDenied, connect, create_local_user
+from tessera_client import AsyncTessera, BookingStatus, PermissionDenied
+from tessera_client.local import create_local_user
 
 from ..support import TestDatabase
 from ..tools import pgbouncer_binary
@@ -90,7 +91,7 @@ async def test_identities_do_not_leak_through_transaction_pooling(
 ) -> None:
     organizer = create_local_user(db.url())
     guests = [create_local_user(db.url()).id for _ in range(24)]
-    async with connect(pgbouncer, retry=FAST_RETRY, min_size=4, max_size=12) as client:
+    async with AsyncTessera.connect(pgbouncer, retry=FAST_RETRY, min_size=4, max_size=12) as client:
         alice = client.as_user(organizer.id)
         event = await alice.create_event("Pooled", capacity=16, starts_at=TOMORROW)
 

@@ -20,10 +20,8 @@ from tessera_client import (
     RetryPolicy,
     TransactionConflict,
     Unavailable,
-    connect,
-    create_local_user,
-    from_supabase,
 )
+from tessera_client.local import create_local_user
 
 from ..support import TestDatabase
 from .conftest import FAST_RETRY, TOMORROW, Backend
@@ -140,7 +138,7 @@ async def test_book_after_a_lost_commit_reply_returns_the_same_booking(db: TestD
     info.update(host="127.0.0.1", port=port, application_name="tessera-lost-reply")
     dsn = psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
     try:
-        async with connect(dsn, retry=FAST_RETRY, min_size=1, max_size=1) as client:
+        async with AsyncTessera.connect(dsn, retry=FAST_RETRY, min_size=1, max_size=1) as client:
             event_id, bob, _ = await organizer_and_guest(client, db)
             proxy.armed = True
             call = asyncio.create_task(bob.book(event_id))
@@ -168,7 +166,7 @@ async def test_a_lost_commit_reply_is_not_retried_when_repeating_is_unsafe(
     info.update(host="127.0.0.1", port=port, application_name="tessera-lost-reply")
     dsn = psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
     try:
-        async with connect(dsn, retry=FAST_RETRY, min_size=1, max_size=1) as client:
+        async with AsyncTessera.connect(dsn, retry=FAST_RETRY, min_size=1, max_size=1) as client:
             event_id, bob, _ = await organizer_and_guest(client, db)
             booking = await bob.book(event_id)
             proxy.armed = True
@@ -194,7 +192,9 @@ def free_port() -> int:
 
 async def test_unreachable_database_is_unavailable() -> None:
     dsn = f"postgresql://authenticator:postgres@127.0.0.1:{free_port()}/postgres"
-    client = connect(dsn, timeout=0.5, retry=RetryPolicy(attempts=2, initial_delay=0.01))
+    client = AsyncTessera.connect(
+        dsn, timeout=0.5, retry=RetryPolicy(attempts=2, initial_delay=0.01)
+    )
     try:
         with pytest.raises(Unavailable):
             await client.availability(uuid.uuid4())
@@ -203,7 +203,7 @@ async def test_unreachable_database_is_unavailable() -> None:
 
 
 async def test_unreachable_supabase_is_unavailable() -> None:
-    client = from_supabase(
+    client = AsyncTessera.from_supabase(
         f"http://127.0.0.1:{free_port()}",
         "anon-key",
         retry=RetryPolicy(attempts=2, initial_delay=0.01),

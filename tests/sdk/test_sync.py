@@ -6,14 +6,8 @@ import threading
 
 import pytest
 
-from tessera_client import (
-    BookingStatus,
-    SoldOut,
-    Tessera,
-    connect_sync,
-    create_local_user,
-    from_supabase_sync,
-)
+from tessera_client import BookingStatus, SoldOut, Tessera
+from tessera_client.local import create_local_user
 
 from ..standins import SupabaseStandIn
 from ..support import TestDatabase
@@ -51,7 +45,7 @@ def exercise(tessera: Tessera, db: TestDatabase, *, by_password: bool) -> None:
 def test_sync_direct(db: TestDatabase) -> None:
     before = loop_threads()
     dsn = db.url("authenticator")
-    with connect_sync(dsn, jwt_secret=JWT_SECRET, retry=FAST_RETRY) as tessera:
+    with Tessera.connect(dsn, jwt_secret=JWT_SECRET, retry=FAST_RETRY) as tessera:
         assert loop_threads() == before + 1
         exercise(tessera, db, by_password=False)
     assert loop_threads() == before
@@ -59,7 +53,7 @@ def test_sync_direct(db: TestDatabase) -> None:
 
 def test_sync_supabase(db: TestDatabase, standin: SupabaseStandIn) -> None:
     before = loop_threads()
-    tessera = from_supabase_sync(
+    tessera = Tessera.from_supabase(
         standin.url, standin.anon_key, service_key=standin.service_key, retry=FAST_RETRY
     )
     try:
@@ -73,7 +67,7 @@ def test_sync_client_works_inside_a_running_event_loop(db: TestDatabase) -> None
     import asyncio
 
     async def inside() -> int:
-        with connect_sync(db.url("authenticator"), retry=FAST_RETRY) as tessera:
+        with Tessera.connect(db.url("authenticator"), retry=FAST_RETRY) as tessera:
             return len(tessera.list_events())
 
     assert asyncio.run(inside()) >= 0

@@ -48,8 +48,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from tessera_client._identity import verify_password
 from tessera_client._local import keys
+from tessera_client._local.users import verify_password
 
 __all__ = ["RecordedRequest", "SupabaseStandIn"]
 

@@ -1,7 +1,7 @@
 -- Schema: the tables, functions, types and privileges the booking core promises.
 begin;
 set local search_path = public, extensions;
-select plan(43);
+select plan(46);
 
 -- ------------------------------------------------------------------------------------------
 -- Tables and keys
@@ -108,7 +108,7 @@ select set_has(
     'event_availability_result has the fields the issue lists'
 );
 
--- The RPCs run as their owner with an empty search_path (house rule 3).
+-- The RPCs run as their owner with a pinned search_path (house rule 3).
 select is_empty(
     $$
     select p.proname from pg_catalog.pg_proc as p
@@ -126,9 +126,40 @@ select is_empty(
     $$
     select p.oid::regprocedure::text from pg_catalog.pg_proc as p
     where p.pronamespace in ('public'::regnamespace, 'tessera'::regnamespace)
-      and not coalesce('search_path=""' = any(p.proconfig), false)
+      and not coalesce('search_path=pg_catalog, pg_temp' = any(p.proconfig), false)
     $$,
-    'every function in public and tessera sets search_path = '''''
+    'every function in public and tessera sets search_path = pg_catalog, pg_temp'
+);
+select is_empty(
+    $$
+    select p.oid::regprocedure::text from pg_catalog.pg_proc as p
+    where p.pronamespace = 'public'::regnamespace and p.prokind = 'f'
+      and p.prorettype <> 'pg_catalog.trigger'::regtype
+      and pg_catalog.obj_description(p.oid, 'pg_proc') is null
+    $$,
+    'every public RPC has a comment (PostgREST shows it in its API description)'
+);
+select is(public.tessera_schema_version(), 2, 'version 2: the squash, then update_event');
+
+-- Constants have one home: the signature defaults PostgREST shows repeat them, and agree.
+select results_eq(
+    $$
+    select
+        pg_catalog.pg_get_function_arg_default('public.create_event'::regproc, 7),
+        pg_catalog.pg_get_function_arg_default('public.create_event'::regproc, 12),
+        pg_catalog.pg_get_function_arg_default('public.event_changes'::regproc, 3),
+        pg_catalog.pg_get_function_arg_default('public.my_changes'::regproc, 2),
+        pg_catalog.pg_get_function_arg_default('public.ledger_feed'::regproc, 2)
+    $$,
+    $$
+    select
+        tessera.default_max_seats_per_booking()::text,
+        pg_catalog.format('''%s''::interval', tessera.default_offer_ttl()),
+        tessera.default_page_size()::text,
+        tessera.default_page_size()::text,
+        tessera.default_page_size()::text
+    $$,
+    'RPC signature defaults equal the constants in tessera'
 );
 
 -- Reads are STABLE so PostgREST may serve them with GET on a read-only transaction.

@@ -4,66 +4,29 @@ begin;
 set local search_path = public, extensions;
 select plan(20);
 
-insert into auth.users (id, email) values
-('11111111-1111-1111-1111-111111111111', 'organizer@example.test'),
-('00000000-0000-0000-0000-000000000001', 'u1@example.test'),
-('00000000-0000-0000-0000-000000000002', 'u2@example.test'),
-('00000000-0000-0000-0000-000000000003', 'u3@example.test'),
-('00000000-0000-0000-0000-000000000004', 'u4@example.test');
-
--- What the calls below returned, by label, readable by every role the test acts as.
-create temporary table fixture (
-    label text primary key,
-    event public.events,
-    booking public.booking_result
-);
-grant select, insert on fixture to public;
-
-create function pg_temp.event_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.event).id from fixture as f where f.label = p_label
-$$;
-
-create function pg_temp.booking_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.booking).booking_id from fixture as f where f.label = p_label
-$$;
+select tests.create_cast(4);
 
 -- ------------------------------------------------------------------------------------------
 -- A 3-seat hall
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-insert into fixture (label, event)
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+insert into tests.fixture (label, event)
 values ('hall', public.create_event(title => 'Small hall', capacity => 3, starts_at => now() + interval '30 days'));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-insert into fixture (label, booking)
-values ('u1', public.book_event(event_id => pg_temp.event_id('hall'), seats => 2));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+insert into tests.fixture (label, booking)
+values ('u1', public.book_event(event_id => tests.event_id('hall'), seats => 2));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('u2', public.book_event(event_id => pg_temp.event_id('hall')));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+insert into tests.fixture (label, booking) values ('u2', public.book_event(event_id => tests.event_id('hall')));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('u3', public.book_event(event_id => pg_temp.event_id('hall')));
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
+insert into tests.fixture (label, booking) values ('u3', public.book_event(event_id => tests.event_id('hall')));
 
 select results_eq(
     $$
     select label, (booking).status, (booking).seats, (booking).waitlist_position
-    from fixture where label like 'u%' order by label
+    from tests.fixture where label like 'u%' order by label
     $$,
     $$values ('u1', 'confirmed', 2, null::integer), ('u2', 'confirmed', 1, null), ('u3', 'waitlisted', 1, 1)$$,
     'seats are confirmed while they last, then bookers join the waitlist'
@@ -72,7 +35,7 @@ select results_eq(
 select results_eq(
     $$
     select capacity, seats_confirmed, seats_offered, seats_available, waitlist_count, waitlist_seats, status
-    from public.event_availability(pg_temp.event_id('hall'))
+    from public.event_availability(tests.event_id('hall'))
     $$,
     $$values (3, 3, 0, 0, 1, 1, 'published')$$,
     'availability shows a full hall and one waiting booking'
@@ -80,16 +43,14 @@ select results_eq(
 
 -- Rule 5: one active booking per user per event, waitlisted ones included.
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('hall'))$$,
+    $$select public.book_event(tests.event_id('hall'))$$,
     'TS005', null,
     'a waitlisted user cannot book the same event again'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('hall'), 1)$$,
+    $$select public.book_event(tests.event_id('hall'), 1)$$,
     'TS005', null,
     'a confirmed user cannot book the same event again'
 );
@@ -103,7 +64,7 @@ select results_eq(
     $$
     select u.email::text, b.seats, b.status
     from public.bookings as b inner join auth.users as u on b.user_id = u.id
-    where b.event_id = pg_temp.event_id('hall')
+    where b.event_id = tests.event_id('hall')
     order by u.email
     $$,
     $$values
@@ -116,7 +77,7 @@ select results_eq(
 select is(
     (
         select count(*)::integer from public.bookings
-        where event_id = pg_temp.event_id('hall')
+        where event_id = tests.event_id('hall')
     ),
     3,
     'refused second bookings left no rows behind'
@@ -137,7 +98,7 @@ select is_empty(
 select results_eq(
     $$
     select sum(sb.taken)::integer, sum(sb.capacity)::integer from tessera.seat_blocks as sb
-    where sb.event_id = pg_temp.event_id('hall')
+    where sb.event_id = tests.event_id('hall')
     $$,
     $$values (3, 3)$$,
     'the seat blocks of the hall hold 3 of 3 seats'
@@ -145,7 +106,7 @@ select results_eq(
 
 -- Rule 1, second guard: even a broken locking protocol could not oversell.
 select throws_ok(
-    $$update tessera.seat_blocks set taken = capacity + 1 where event_id = pg_temp.event_id('hall')$$,
+    $$update tessera.seat_blocks set taken = capacity + 1 where event_id = tests.event_id('hall')$$,
     '23514', null,
     'a seat block refuses to hold more seats than its capacity'
 );
@@ -153,34 +114,28 @@ select throws_ok(
 -- ------------------------------------------------------------------------------------------
 -- Cancelling frees the seats; a cancelled booking no longer counts as active
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 
 select results_eq(
-    $$select booking_id, status, seats from public.cancel_booking(pg_temp.booking_id('u2'))$$,
-    $$values (pg_temp.booking_id('u2'), 'cancelled', 1)$$,
+    $$select booking_id, status, seats from public.cancel_booking(tests.booking_id('u2'))$$,
+    $$values (tests.booking_id('u2'), 'cancelled', 1)$$,
     'cancel_booking returns the cancelled booking'
 );
 
 select throws_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('u2'))$$,
+    $$select public.cancel_booking(tests.booking_id('u2'))$$,
     'TS007', null,
     'a cancelled booking cannot be cancelled again'
 );
 
 select results_eq(
-    $$select status, waitlist_position from public.book_event(pg_temp.event_id('hall'))$$,
+    $$select status, waitlist_position from public.book_event(tests.event_id('hall'))$$,
     $$values ('waitlisted', 1)$$,
     'after cancelling, the same user may book again (the freed seat went to the waitlist)'
 );
 
 select results_eq(
-    $$select seats_confirmed, seats_available, waitlist_count from public.event_availability(pg_temp.event_id('hall'))$$,
+    $$select seats_confirmed, seats_available, waitlist_count from public.event_availability(tests.event_id('hall'))$$,
     $$values (3, 0, 1)$$,
     'the hall is still exactly full after the cancellation and the new booking'
 );
@@ -188,41 +143,31 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- A 16-seat arena spreads over two seat blocks; a party may span them
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
-insert into fixture (label, event)
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+insert into tests.fixture (label, event)
 values ('arena', public.create_event(title => 'Arena', capacity => 16, starts_at => now() + interval '30 days'));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('arena u1', public.book_event(pg_temp.event_id('arena'), 7));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+insert into tests.fixture (label, booking) values ('arena u1', public.book_event(tests.event_id('arena'), 7));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('arena u2', public.book_event(pg_temp.event_id('arena'), 7));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+insert into tests.fixture (label, booking) values ('arena u2', public.book_event(tests.event_id('arena'), 7));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('arena u3', public.book_event(pg_temp.event_id('arena'), 2));
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
+insert into tests.fixture (label, booking) values ('arena u3', public.book_event(tests.event_id('arena'), 2));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000004", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('arena u4', public.book_event(pg_temp.event_id('arena'), 1));
+select tests.sign_in('00000000-0000-0000-0000-000000000004');
+insert into tests.fixture (label, booking) values ('arena u4', public.book_event(tests.event_id('arena'), 1));
 
 select results_eq(
-    $$select label, (booking).status from fixture where label like 'arena u%' order by label$$,
+    $$select label, (booking).status from tests.fixture where label like 'arena u%' order by label$$,
     $$values ('arena u1', 'confirmed'), ('arena u2', 'confirmed'), ('arena u3', 'confirmed'),
         ('arena u4', 'waitlisted')$$,
     'the last two seats are sold even when they sit in different blocks; then the waitlist starts'
 );
 
 select results_eq(
-    $$select seats_confirmed, seats_available, waitlist_count from public.event_availability(pg_temp.event_id('arena'))$$,
+    $$select seats_confirmed, seats_available, waitlist_count from public.event_availability(tests.event_id('arena'))$$,
     $$values (16, 0, 1)$$,
     'the arena is exactly full'
 );
@@ -233,7 +178,7 @@ select results_eq(
     $$
     select count(*)::integer, sum(sb.taken)::integer, bool_and(sb.taken <= sb.capacity)
     from tessera.seat_blocks as sb
-    where sb.event_id = pg_temp.event_id('arena')
+    where sb.event_id = tests.event_id('arena')
     $$,
     $$values (2, 16, true)$$,
     'two blocks, all 16 seats taken, none over its own capacity'
@@ -242,16 +187,10 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- Leaving the waitlist frees no seats
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000004", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000004');
 
 select results_eq(
-    $$select status from public.cancel_booking(pg_temp.booking_id('arena u4'))$$,
+    $$select status from public.cancel_booking(tests.booking_id('arena u4'))$$,
     $$values ('cancelled')$$,
     'a waitlisted booking can be cancelled'
 );
@@ -259,14 +198,14 @@ select results_eq(
 select results_eq(
     $$
     select seats_confirmed, seats_available, waitlist_count, waitlist_seats
-    from public.event_availability(pg_temp.event_id('arena'))
+    from public.event_availability(tests.event_id('arena'))
     $$,
     $$values (16, 0, 0, 0)$$,
     'leaving the waitlist frees no seats'
 );
 
 select results_eq(
-    $$select status, waitlist_position from public.book_event(pg_temp.event_id('arena'))$$,
+    $$select status, waitlist_position from public.book_event(tests.event_id('arena'))$$,
     $$values ('waitlisted', 1)$$,
     'a user who left the waitlist may join it again'
 );

@@ -5,34 +5,7 @@ begin;
 set local search_path = public, extensions;
 select plan(38);
 
-insert into auth.users (id, email) values
-('11111111-1111-1111-1111-111111111111', 'organizer@example.test'),
-('00000000-0000-0000-0000-000000000001', 'u1@example.test'),
-('00000000-0000-0000-0000-000000000002', 'u2@example.test'),
-('00000000-0000-0000-0000-000000000003', 'u3@example.test'),
-('00000000-0000-0000-0000-000000000004', 'u4@example.test'),
-('00000000-0000-0000-0000-000000000005', 'u5@example.test'),
-('00000000-0000-0000-0000-000000000006', 'u6@example.test');
-
--- What the calls below returned, by label, readable by every role the test acts as.
-create temporary table fixture (
-    label text primary key,
-    event public.events,
-    booking public.booking_result
-);
-grant select, insert on fixture to public;
-
-create function pg_temp.event_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.event).id from fixture as f where f.label = p_label
-$$;
-
-create function pg_temp.booking_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.booking).booking_id from fixture as f where f.label = p_label
-$$;
+select tests.create_cast(6);
 
 -- The active bookings of an event by user, with the position waitlist_position reports.
 -- Call it as the superuser: it reads past row level security.
@@ -42,21 +15,15 @@ language sql stable
 as $$
     select split_part(u.email, '@', 1), b.status, public.waitlist_position(b.id)
     from public.bookings as b inner join auth.users as u on b.user_id = u.id
-    where b.event_id = pg_temp.event_id(p_event) and b.status <> 'cancelled'
+    where b.event_id = tests.event_id(p_event) and b.status <> 'cancelled'
     order by u.email
 $$;
 
 -- ------------------------------------------------------------------------------------------
 -- Events
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-insert into fixture (label, event) values
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+insert into tests.fixture (label, event) values
 ('strict', public.create_event(title => 'Strict', capacity => 2, starts_at => now() + interval '30 days')),
 (
     'fit',
@@ -92,75 +59,63 @@ insert into fixture (label, event) values
 -- ------------------------------------------------------------------------------------------
 -- strict: u1 (1), u2 (1) confirmed; u3 (2), u4 (1) wait
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('strict u1', public.book_event(pg_temp.event_id('strict'), 1)),
-('fit u1', public.book_event(pg_temp.event_id('fit'), 1)),
-('fit on join u1', public.book_event(pg_temp.event_id('fit on join'), 2)),
-('queue u1', public.book_event(pg_temp.event_id('queue'), 1)),
-('grow u1', public.book_event(pg_temp.event_id('grow'), 2)),
-('no waitlist u1', public.book_event(pg_temp.event_id('no waitlist'), 1)),
-('short list u1', public.book_event(pg_temp.event_id('short list'), 1));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+insert into tests.fixture (label, booking) values
+('strict u1', public.book_event(tests.event_id('strict'), 1)),
+('fit u1', public.book_event(tests.event_id('fit'), 1)),
+('fit on join u1', public.book_event(tests.event_id('fit on join'), 2)),
+('queue u1', public.book_event(tests.event_id('queue'), 1)),
+('grow u1', public.book_event(tests.event_id('grow'), 2)),
+('no waitlist u1', public.book_event(tests.event_id('no waitlist'), 1)),
+('short list u1', public.book_event(tests.event_id('short list'), 1));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('strict u2', public.book_event(pg_temp.event_id('strict'), 1)),
-('fit u2', public.book_event(pg_temp.event_id('fit'), 1)),
-('queue u2', public.book_event(pg_temp.event_id('queue'), 1)),
-('grow u2', public.book_event(pg_temp.event_id('grow'), 1)),
-('short list u2', public.book_event(pg_temp.event_id('short list'), 1));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+insert into tests.fixture (label, booking) values
+('strict u2', public.book_event(tests.event_id('strict'), 1)),
+('fit u2', public.book_event(tests.event_id('fit'), 1)),
+('queue u2', public.book_event(tests.event_id('queue'), 1)),
+('grow u2', public.book_event(tests.event_id('grow'), 1)),
+('short list u2', public.book_event(tests.event_id('short list'), 1));
 
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('no waitlist'))$$,
+    $$select public.book_event(tests.event_id('no waitlist'))$$,
     'TS006', null,
     'a full event without a waitlist is sold out'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('strict u3', public.book_event(pg_temp.event_id('strict'), 2)),
-('fit u3', public.book_event(pg_temp.event_id('fit'), 2)),
-('fit on join u3', public.book_event(pg_temp.event_id('fit on join'), 2)),
-('queue u3', public.book_event(pg_temp.event_id('queue'), 1)),
-('grow u3', public.book_event(pg_temp.event_id('grow'), 2));
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
+insert into tests.fixture (label, booking) values
+('strict u3', public.book_event(tests.event_id('strict'), 2)),
+('fit u3', public.book_event(tests.event_id('fit'), 2)),
+('fit on join u3', public.book_event(tests.event_id('fit on join'), 2)),
+('queue u3', public.book_event(tests.event_id('queue'), 1)),
+('grow u3', public.book_event(tests.event_id('grow'), 2));
 
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('short list'))$$,
+    $$select public.book_event(tests.event_id('short list'))$$,
     'TS006', null,
     'a full event whose waitlist is full is sold out'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000004", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('strict u4', public.book_event(pg_temp.event_id('strict'), 1)),
-('fit u4', public.book_event(pg_temp.event_id('fit'), 1)),
-('fit on join u4', public.book_event(pg_temp.event_id('fit on join'), 1)),
-('queue u4', public.book_event(pg_temp.event_id('queue'), 1)),
-('grow u4', public.book_event(pg_temp.event_id('grow'), 1));
+select tests.sign_in('00000000-0000-0000-0000-000000000004');
+insert into tests.fixture (label, booking) values
+('strict u4', public.book_event(tests.event_id('strict'), 1)),
+('fit u4', public.book_event(tests.event_id('fit'), 1)),
+('fit on join u4', public.book_event(tests.event_id('fit on join'), 1)),
+('queue u4', public.book_event(tests.event_id('queue'), 1)),
+('grow u4', public.book_event(tests.event_id('grow'), 1));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000005", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('queue u5', public.book_event(pg_temp.event_id('queue'), 1));
+select tests.sign_in('00000000-0000-0000-0000-000000000005');
+insert into tests.fixture (label, booking) values
+('queue u5', public.book_event(tests.event_id('queue'), 1));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000006", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('queue u6', public.book_event(pg_temp.event_id('queue'), 1));
+select tests.sign_in('00000000-0000-0000-0000-000000000006');
+insert into tests.fixture (label, booking) values
+('queue u6', public.book_event(tests.event_id('queue'), 1));
 
 select results_eq(
     $$
-    select label, (booking).status, (booking).waitlist_position from fixture
+    select label, (booking).status, (booking).waitlist_position from tests.fixture
     where label in ('strict u1', 'strict u2', 'strict u3', 'strict u4')
     order by label
     $$,
@@ -170,7 +125,7 @@ select results_eq(
 );
 
 select results_eq(
-    $$select label, (booking).waitlist_position from fixture where label like 'queue u%' order by label$$,
+    $$select label, (booking).waitlist_position from tests.fixture where label like 'queue u%' order by label$$,
     $$values ('queue u1', null::integer), ('queue u2', 1), ('queue u3', 2), ('queue u4', 3),
         ('queue u5', 4), ('queue u6', 5)$$,
     'waiting bookings are numbered 1..n in the order they arrived'
@@ -179,26 +134,22 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- Rules 2 and 3 under strict: a freed seat the head cannot use stays free for the waitlist
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select results_eq(
-    $$select status from public.cancel_booking(pg_temp.booking_id('strict u1'))$$,
+    $$select status from public.cancel_booking(tests.booking_id('strict u1'))$$,
     $$values ('cancelled')$$,
     'strict: u1 cancels one seat'
 );
 
 select results_eq(
-    $$select seats_available, waitlist_count, waitlist_seats from public.event_availability(pg_temp.event_id('strict'))$$,
+    $$select seats_available, waitlist_count, waitlist_seats from public.event_availability(tests.event_id('strict'))$$,
     $$values (1, 2, 3)$$,
     'strict: the seat stays free because the head of the line needs two'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000005", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000005');
 select results_eq(
-    $$select status, waitlist_position from public.book_event(pg_temp.event_id('strict'), 1)$$,
+    $$select status, waitlist_position from public.book_event(tests.event_id('strict'), 1)$$,
     $$values ('waitlisted', 3)$$,
     'strict: a newcomer does not get the free seat while others wait (rule 2)'
 );
@@ -211,15 +162,9 @@ select results_eq(
     'strict: the one-seat parties behind the head do not overtake it (rule 3)'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('strict u2'))$$,
+    $$select public.cancel_booking(tests.booking_id('strict u2'))$$,
     'strict: u2 cancels'
 );
 
@@ -233,23 +178,15 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- first_fit: the oldest party that fits goes first
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('fit u1'))$$,
+    $$select public.cancel_booking(tests.booking_id('fit u1'))$$,
     'first_fit: u1 cancels one seat'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000005", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000005');
 select results_eq(
-    $$select status, waitlist_position from public.book_event(pg_temp.event_id('fit'), 1)$$,
+    $$select status, waitlist_position from public.book_event(tests.event_id('fit'), 1)$$,
     $$values ('waitlisted', 2)$$,
     'first_fit: a newcomer still queues when no seat is free'
 );
@@ -262,15 +199,9 @@ select results_eq(
     'first_fit: the freed seat went to u4, the oldest party that fits, past u3 who needs two'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('fit u2'))$$,
+    $$select public.cancel_booking(tests.booking_id('fit u2'))$$,
     'first_fit: u2 cancels one seat'
 );
 
@@ -283,7 +214,7 @@ select results_eq(
 
 select results_eq(
     $$
-    select label, (booking).status, (booking).waitlist_position from fixture
+    select label, (booking).status, (booking).waitlist_position from tests.fixture
     where label like 'fit on join u%' order by label
     $$,
     $$values ('fit on join u1', 'confirmed', null::integer), ('fit on join u3', 'waitlisted', 1),
@@ -299,36 +230,26 @@ select
     b.id,
     b.queue_ticket
 from public.bookings as b
-where b.event_id = pg_temp.event_id('queue') and b.status = 'waitlisted';
+where b.event_id = tests.event_id('queue') and b.status = 'waitlisted';
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000004", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000004');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('queue u4'))$$,
+    $$select public.cancel_booking(tests.booking_id('queue u4'))$$,
     'queue: u4 (position 3) leaves the line'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000005", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000005');
 select is(
-    public.waitlist_position(pg_temp.booking_id('queue u5')),
+    public.waitlist_position(tests.booking_id('queue u5')),
     3,
     'queue: u5 moves up from 4 to 3'
 );
 
 -- The organizer may read the position of any booking of the event.
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select results_eq(
     $$
-    select label, public.waitlist_position((booking).booking_id) from fixture
+    select label, public.waitlist_position((booking).booking_id) from tests.fixture
     where label like 'queue u%' and label <> 'queue u4'
     order by label
     $$,
@@ -346,15 +267,9 @@ select is_empty(
     'queue: no queue ticket was rewritten'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('queue u1'))$$,
+    $$select public.cancel_booking(tests.booking_id('queue u1'))$$,
     'queue: u1 gives up the only seat'
 );
 
@@ -369,21 +284,15 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- Capacity: raising promotes (FIFO, strict); lowering below held seats is refused (TS008)
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select results_eq(
-    $$select capacity from public.set_event_capacity(pg_temp.event_id('grow'), 3)$$,
+    $$select capacity from public.set_event_capacity(tests.event_id('grow'), 3)$$,
     $$values (3)$$,
     'grow: the organizer raises the capacity from 2 to 3'
 );
 
 select lives_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('grow'), 4)$$,
+    $$select public.set_event_capacity(tests.event_id('grow'), 4)$$,
     'grow: and then to 4'
 );
 
@@ -395,25 +304,17 @@ select results_eq(
     'grow: the first new seat seated u2; the second waits for u3, who needs two (strict)'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000005", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-insert into fixture (label, booking) values ('grow u5', public.book_event(pg_temp.event_id('grow'), 1));
+select tests.sign_in('00000000-0000-0000-0000-000000000005');
+insert into tests.fixture (label, booking) values ('grow u5', public.book_event(tests.event_id('grow'), 1));
 select results_eq(
-    $$select (booking).status, (booking).waitlist_position from fixture where label = 'grow u5'$$,
+    $$select (booking).status, (booking).waitlist_position from tests.fixture where label = 'grow u5'$$,
     $$values ('waitlisted', 3)$$,
     'grow: the free seat is not handed to a newcomer (rule 2)'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select lives_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('grow'), 6)$$,
+    $$select public.set_event_capacity(tests.event_id('grow'), 6)$$,
     'grow: the organizer raises the capacity to 6'
 );
 
@@ -425,40 +326,28 @@ select results_eq(
     'grow: two more seats seat u3 (2 seats) and u4 (1 seat), in order'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('grow'), 5)$$,
+    $$select public.set_event_capacity(tests.event_id('grow'), 5)$$,
     'TS008', null,
     'grow: the capacity cannot drop below the 6 seats held'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000004", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000004');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('grow u4'))$$,
+    $$select public.cancel_booking(tests.booking_id('grow u4'))$$,
     'grow: u4 cancels; the freed seat goes to u5'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000005", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000005');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('grow u5'))$$,
+    $$select public.cancel_booking(tests.booking_id('grow u5'))$$,
     'grow: u5 cancels; 5 seats are held now'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select results_eq(
-    $$select capacity from public.set_event_capacity(pg_temp.event_id('grow'), 5)$$,
+    $$select capacity from public.set_event_capacity(tests.event_id('grow'), 5)$$,
     $$values (5)$$,
     'grow: the capacity may drop to exactly the seats held'
 );
@@ -466,7 +355,7 @@ select results_eq(
 select results_eq(
     $$
     select capacity, seats_confirmed, seats_available, waitlist_count
-    from public.event_availability(pg_temp.event_id('grow'))
+    from public.event_availability(tests.event_id('grow'))
     $$,
     $$values (5, 5, 0, 0)$$,
     'grow: 5 of 5 seats confirmed'
@@ -476,7 +365,7 @@ reset role;
 select results_eq(
     $$
     select sum(sb.capacity)::integer, sum(sb.taken)::integer from tessera.seat_blocks as sb
-    where sb.event_id = pg_temp.event_id('grow')
+    where sb.event_id = tests.event_id('grow')
     $$,
     $$values (5, 5)$$,
     'grow: the seat blocks were laid out again for the new capacity'
@@ -504,31 +393,7 @@ select is_empty(
 -- seats, the queue counters match, and the fast path is closed exactly while someone waits.
 -- ------------------------------------------------------------------------------------------
 select is_empty(
-    $$
-    select q.event_id
-    from tessera.event_queues as q
-    cross join lateral (
-        select
-            count(*) filter (where b.status = 'waitlisted')::integer as waiting_count,
-            coalesce(sum(b.seats) filter (where b.status = 'waitlisted'), 0)::integer as waiting_seats,
-            count(*) filter (where b.status = 'offered')::integer as offered_count,
-            coalesce(sum(b.seats) filter (where b.status = 'offered'), 0)::integer as offered_seats,
-            coalesce(sum(b.seats) filter (where b.status in ('confirmed', 'offered')), 0)::integer as held
-        from public.bookings as b where b.event_id = q.event_id
-    ) as actual
-    cross join lateral (
-        select
-            sum(sb.taken)::integer as taken,
-            bool_or(sb.waitlist_open) as any_open,
-            bool_and(sb.waitlist_open) as all_open
-        from tessera.seat_blocks as sb where sb.event_id = q.event_id
-    ) as blocks
-    where (q.waiting_count, q.waiting_seats, q.offered_count, q.offered_seats)
-        is distinct from (actual.waiting_count, actual.waiting_seats, actual.offered_count, actual.offered_seats)
-        or blocks.taken is distinct from actual.held
-        or blocks.any_open is distinct from (q.waiting_count > 0)
-        or blocks.all_open is distinct from (q.waiting_count > 0)
-    $$,
+    'select * from tests.bookkeeping_disagreements()',
     'seat blocks, queue counters and the waitlist flag agree with the bookings'
 );
 
@@ -537,24 +402,16 @@ select is_empty(
 -- ------------------------------------------------------------------------------------------
 -- Waitlisted, such a party would head the line forever and, under strict, every later
 -- booker would queue behind it while the seats stay empty. So it is invalid_seats.
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('tiny'), 3)$$,
+    $$select public.book_event(tests.event_id('tiny'), 3)$$,
     'TS004', null,
     'tiny: a party of 3 is refused by an event of 2 seats'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 select results_eq(
-    $$select status from public.book_event(pg_temp.event_id('tiny'), 1)$$,
+    $$select status from public.book_event(tests.event_id('tiny'), 1)$$,
     $$values ('confirmed')$$,
     'tiny: a party of 1 gets one of the two empty seats'
 );

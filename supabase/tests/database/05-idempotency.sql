@@ -4,30 +4,7 @@ begin;
 set local search_path = public, extensions;
 select plan(18);
 
-insert into auth.users (id, email) values
-('11111111-1111-1111-1111-111111111111', 'organizer@example.test'),
-('00000000-0000-0000-0000-000000000001', 'u1@example.test'),
-('00000000-0000-0000-0000-000000000002', 'u2@example.test');
-
--- What the calls below returned, by label, readable by every role the test acts as.
-create temporary table fixture (
-    label text primary key,
-    event public.events,
-    booking public.booking_result
-);
-grant select, insert on fixture to public;
-
-create function pg_temp.event_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.event).id from fixture as f where f.label = p_label
-$$;
-
-create function pg_temp.booking_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.booking).booking_id from fixture as f where f.label = p_label
-$$;
+select tests.create_cast(2);
 
 -- Everything a retry must leave alone, as the superuser sees it.
 create function pg_temp.footprint()
@@ -40,22 +17,14 @@ as $$
         (select last_value from tessera.queue_tickets)
 $$;
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-insert into fixture (label, event) values
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+insert into tests.fixture (label, event) values
 ('hall', public.create_event(title => 'Hall', capacity => 1, starts_at => now() + interval '30 days')),
 ('other', public.create_event(title => 'Other', capacity => 10, starts_at => now() + interval '30 days'));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-insert into fixture (label, booking)
-values ('u1', public.book_event(pg_temp.event_id('hall'), 1, 'checkout-1'));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+insert into tests.fixture (label, booking)
+values ('u1', public.book_event(tests.event_id('hall'), 1, 'checkout-1'));
 
 -- ------------------------------------------------------------------------------------------
 -- Retries return the original booking and do nothing else
@@ -64,29 +33,23 @@ reset role;
 create temporary table footprint_before as
 select * from pg_temp.footprint();
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 
 select results_eq(
-    $$select * from public.book_event(pg_temp.event_id('hall'), 1, 'checkout-1')$$,
-    $$select (booking).* from fixture where label = 'u1'$$,
+    $$select * from public.book_event(tests.event_id('hall'), 1, 'checkout-1')$$,
+    $$select (booking).* from tests.fixture where label = 'u1'$$,
     'a retry with the same key returns the original booking'
 );
 
 select results_eq(
-    $$select booking_id, seats from public.book_event(pg_temp.event_id('hall'), 2, 'checkout-1')$$,
-    $$values (pg_temp.booking_id('u1'), 1)$$,
+    $$select booking_id, seats from public.book_event(tests.event_id('hall'), 2, 'checkout-1')$$,
+    $$values (tests.booking_id('u1'), 1)$$,
     'a retry with other arguments still returns the original booking unchanged'
 );
 
 select results_eq(
-    $$select booking_id, event_id from public.book_event(pg_temp.event_id('other'), 1, 'checkout-1')$$,
-    $$values (pg_temp.booking_id('u1'), pg_temp.event_id('hall'))$$,
+    $$select booking_id, event_id from public.book_event(tests.event_id('other'), 1, 'checkout-1')$$,
+    $$values (tests.booking_id('u1'), tests.event_id('hall'))$$,
     'a key names one booking forever, whatever event a retry names'
 );
 
@@ -98,21 +61,15 @@ select results_eq(
 );
 
 -- Without a key, a second call is a second request.
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('hall'))$$,
+    $$select public.book_event(tests.event_id('hall'))$$,
     'TS005', null,
     'without a key, booking again is refused as a second booking'
 );
 
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('hall'), 1, 'checkout-2')$$,
+    $$select public.book_event(tests.event_id('hall'), 1, 'checkout-2')$$,
     'TS005', null,
     'a new key is a new request, refused as a second booking'
 );
@@ -120,26 +77,24 @@ select throws_ok(
 -- ------------------------------------------------------------------------------------------
 -- Keys belong to their user; a waiting booking is returned with its position
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-insert into fixture (label, booking)
-values ('u2', public.book_event(pg_temp.event_id('hall'), 1, 'checkout-1'));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+insert into tests.fixture (label, booking)
+values ('u2', public.book_event(tests.event_id('hall'), 1, 'checkout-1'));
 
 select results_eq(
-    $$select (booking).user_id, (booking).status, (booking).waitlist_position from fixture where label = 'u2'$$,
+    $$select (booking).user_id, (booking).status, (booking).waitlist_position from tests.fixture where label = 'u2'$$,
     $$values ('00000000-0000-0000-0000-000000000002'::uuid, 'waitlisted', 1)$$,
     'another user''s identical key makes that user''s own booking'
 );
 
 select results_eq(
-    $$select booking_id, status, waitlist_position from public.book_event(pg_temp.event_id('hall'), 1, 'checkout-1')$$,
-    $$values (pg_temp.booking_id('u2'), 'waitlisted', 1)$$,
+    $$select booking_id, status, waitlist_position from public.book_event(tests.event_id('hall'), 1, 'checkout-1')$$,
+    $$values (tests.booking_id('u2'), 'waitlisted', 1)$$,
     'a retry of a waiting booking returns it with its position'
 );
 
 select results_eq(
-    $$select waitlist_count, waitlist_seats from public.event_availability(pg_temp.event_id('hall'))$$,
+    $$select waitlist_count, waitlist_seats from public.event_availability(tests.event_id('hall'))$$,
     $$values (1, 1)$$,
     'the retry did not join the line twice'
 );
@@ -147,43 +102,35 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- A retry returns the booking as it is now
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('u1'))$$,
+    $$select public.cancel_booking(tests.booking_id('u1'))$$,
     'u1 cancels; u2 is promoted'
 );
 
 select results_eq(
-    $$select booking_id, status from public.book_event(pg_temp.event_id('hall'), 1, 'checkout-1')$$,
-    $$values (pg_temp.booking_id('u1'), 'cancelled')$$,
+    $$select booking_id, status from public.book_event(tests.event_id('hall'), 1, 'checkout-1')$$,
+    $$values (tests.booking_id('u1'), 'cancelled')$$,
     'a retry after cancelling returns the cancelled booking and does not book again'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 select results_eq(
-    $$select booking_id, status, waitlist_position from public.book_event(pg_temp.event_id('hall'), 1, 'checkout-1')$$,
-    $$values (pg_temp.booking_id('u2'), 'confirmed', null::integer)$$,
+    $$select booking_id, status, waitlist_position from public.book_event(tests.event_id('hall'), 1, 'checkout-1')$$,
+    $$values (tests.booking_id('u2'), 'confirmed', null::integer)$$,
     'a retry after a promotion returns the booking, now confirmed'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select lives_ok(
-    $$select public.cancel_event(pg_temp.event_id('hall'))$$,
+    $$select public.cancel_event(tests.event_id('hall'))$$,
     'the organizer cancels the event'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 select results_eq(
-    $$select booking_id, status from public.book_event(pg_temp.event_id('hall'), 1, 'checkout-1')$$,
-    $$values (pg_temp.booking_id('u2'), 'cancelled')$$,
+    $$select booking_id, status from public.book_event(tests.event_id('hall'), 1, 'checkout-1')$$,
+    $$values (tests.booking_id('u2'), 'cancelled')$$,
     'a retry is answered with the booking even once sales have closed'
 );
 
@@ -191,19 +138,19 @@ select results_eq(
 -- Key validation and the unique index behind the rule
 -- ------------------------------------------------------------------------------------------
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('other'), 1, '')$$,
+    $$select public.book_event(tests.event_id('other'), 1, '')$$,
     '22023', null,
     'an empty key is refused'
 );
 
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('other'), 1, repeat('k', 201))$$,
+    $$select public.book_event(tests.event_id('other'), 1, repeat('k', 201))$$,
     '22023', null,
     'a key longer than 200 characters is refused'
 );
 
 select results_eq(
-    $$select status from public.book_event(pg_temp.event_id('other'), 1, repeat('k', 200))$$,
+    $$select status from public.book_event(tests.event_id('other'), 1, repeat('k', 200))$$,
     $$values ('confirmed')$$,
     'a key of 200 characters is accepted'
 );
@@ -212,7 +159,7 @@ reset role;
 select throws_ok(
     $$
     insert into public.bookings (event_id, user_id, seats, status, idempotency_key)
-    values (pg_temp.event_id('other'), '00000000-0000-0000-0000-000000000001', 1, 'cancelled', 'checkout-1')
+    values (tests.event_id('other'), '00000000-0000-0000-0000-000000000001', 1, 'cancelled', 'checkout-1')
     $$,
     '23505', null,
     'the database itself refuses a second booking with the same user and key'

@@ -4,44 +4,13 @@ begin;
 set local search_path = public, extensions;
 select plan(99);
 
-insert into auth.users (id, email) values
-('11111111-1111-1111-1111-111111111111', 'organizer@example.test'),
-('22222222-2222-2222-2222-222222222222', 'stranger@example.test'),
-('00000000-0000-0000-0000-000000000001', 'u1@example.test'),
-('00000000-0000-0000-0000-000000000002', 'u2@example.test'),
-('00000000-0000-0000-0000-000000000003', 'u3@example.test');
-
--- What the calls below returned, by label, readable by every role the test acts as.
-create temporary table fixture (
-    label text primary key,
-    event public.events,
-    booking public.booking_result
-);
-grant select, insert on fixture to public;
-
-create function pg_temp.event_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.event).id from fixture as f where f.label = p_label
-$$;
-
-create function pg_temp.booking_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.booking).booking_id from fixture as f where f.label = p_label
-$$;
+select tests.create_cast(3);
 
 -- ------------------------------------------------------------------------------------------
 -- Events in every state the errors need
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-insert into fixture (label, event) values
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+insert into tests.fixture (label, event) values
 ('open', public.create_event(title => 'Open', capacity => 1, starts_at => now() + interval '30 days')),
 (
     'pairs',
@@ -88,46 +57,34 @@ insert into fixture (label, event) values
         title => 'Offers', capacity => 1, starts_at => now() + interval '30 days', promotion_mode => 'offer'
     )
 );
-select lives_ok($$select public.cancel_event(pg_temp.event_id('cancelled'))$$, 'setup: cancel an event');
+select lives_ok($$select public.cancel_event(tests.event_id('cancelled'))$$, 'setup: cancel an event');
 
 -- u1 holds the seat of every small event; u2 waits for 'open' and 'offers'.
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('open u1', public.book_event(pg_temp.event_id('open'))),
-('no waitlist u1', public.book_event(pg_temp.event_id('no waitlist'))),
-('zero list u1', public.book_event(pg_temp.event_id('zero list'))),
-('offers u1', public.book_event(pg_temp.event_id('offers')));
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('open u2', public.book_event(pg_temp.event_id('open'))),
-('offers u2', public.book_event(pg_temp.event_id('offers')));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+insert into tests.fixture (label, booking) values
+('open u1', public.book_event(tests.event_id('open'))),
+('no waitlist u1', public.book_event(tests.event_id('no waitlist'))),
+('zero list u1', public.book_event(tests.event_id('zero list'))),
+('offers u1', public.book_event(tests.event_id('offers')));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+insert into tests.fixture (label, booking) values
+('open u2', public.book_event(tests.event_id('open'))),
+('offers u2', public.book_event(tests.event_id('offers')));
 
 -- u1 gives up the 'offers' seat: u2 gets an offer, whose deadline then passes.
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select lives_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('offers u1'))$$,
+    $$select public.cancel_booking(tests.booking_id('offers u1'))$$,
     'setup: cancel a booking'
 );
 reset role;
 update public.bookings set offer_expires_at = now() - interval '1 minute'
-where id = pg_temp.booking_id('offers u2');
+where id = tests.booking_id('offers u2');
 
 -- ------------------------------------------------------------------------------------------
 -- TS001 event_not_found: no such event, or not visible to the caller
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "22222222-2222-2222-2222-222222222222", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('22222222-2222-2222-2222-222222222222');
 select throws_ok(
     $$select public.book_event(gen_random_uuid())$$, 'TS001', null, 'TS001: book_event, unknown event'
 );
@@ -140,38 +97,30 @@ select throws_ok(
     $$select public.event_changes(gen_random_uuid())$$, 'TS001', null, 'TS001: event_changes, unknown event'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.book_event(tests.event_id('draft'))$$, 'TS001', null,
     'TS001: book_event, somebody else''s draft'
 );
 select throws_ok(
-    $$select public.event_availability(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.event_availability(tests.event_id('draft'))$$, 'TS001', null,
     'TS001: event_availability, somebody else''s draft'
 );
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('draft'), 10)$$, 'TS001', null,
+    $$select public.set_event_capacity(tests.event_id('draft'), 10)$$, 'TS001', null,
     'TS001: set_event_capacity, somebody else''s draft (invisible, so not 42501)'
 );
 
 -- anon has no user id: a draft is not its own, so it does not exist for anon.
-select
-    set_config('role', 'anon', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "anon"}', true) as jwt_claims;
+select tests.sign_in_as_anon();
 select throws_ok(
-    $$select public.event_availability(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.event_availability(tests.event_id('draft'))$$, 'TS001', null,
     'TS001: event_availability, a draft seen by anon'
 );
 select throws_ok(
-    $$select public.event_changes(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.event_changes(tests.event_id('draft'))$$, 'TS001', null,
     'TS001: event_changes, a draft seen by anon'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select throws_ok(
     $$select public.set_event_capacity(gen_random_uuid(), 10)$$, 'TS001', null,
     'TS001: set_event_capacity, unknown event'
@@ -186,22 +135,20 @@ select throws_ok(
 -- ------------------------------------------------------------------------------------------
 -- TS002 booking_not_found: no such booking, or not the caller's
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "22222222-2222-2222-2222-222222222222", "role": "authenticated"}', true
-);
+select tests.sign_in('22222222-2222-2222-2222-222222222222');
 select throws_ok(
     $$select public.cancel_booking(gen_random_uuid())$$, 'TS002', null, 'TS002: cancel_booking, unknown booking'
 );
 select throws_ok($$select public.cancel_booking(null)$$, 'TS002', null, 'TS002: cancel_booking, null booking');
 select throws_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('open u1'))$$, 'TS002', null,
+    $$select public.cancel_booking(tests.booking_id('open u1'))$$, 'TS002', null,
     'TS002: cancel_booking, somebody else''s booking'
 );
 select throws_ok(
     $$select public.claim_offer(gen_random_uuid())$$, 'TS002', null, 'TS002: claim_offer, unknown booking'
 );
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('offers u2'))$$, 'TS002', null,
+    $$select public.claim_offer(tests.booking_id('offers u2'))$$, 'TS002', null,
     'TS002: claim_offer, somebody else''s offer'
 );
 select throws_ok(
@@ -209,7 +156,7 @@ select throws_ok(
     'TS002: waitlist_position, unknown booking'
 );
 select throws_ok(
-    $$select public.waitlist_position(pg_temp.booking_id('open u2'))$$, 'TS002', null,
+    $$select public.waitlist_position(tests.booking_id('open u2'))$$, 'TS002', null,
     'TS002: waitlist_position, somebody else''s booking'
 );
 
@@ -217,137 +164,117 @@ select throws_ok(
 -- TS003 sales_closed: not published, cancelled, or outside the sales window
 -- ------------------------------------------------------------------------------------------
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('cancelled'))$$, 'TS003', null, 'TS003: a cancelled event'
+    $$select public.book_event(tests.event_id('cancelled'))$$, 'TS003', null, 'TS003: a cancelled event'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('not yet'))$$, 'TS003', null, 'TS003: before sales open'
+    $$select public.book_event(tests.event_id('not yet'))$$, 'TS003', null, 'TS003: before sales open'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('closed'))$$, 'TS003', null, 'TS003: after sales close'
+    $$select public.book_event(tests.event_id('closed'))$$, 'TS003', null, 'TS003: after sales close'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('draft'))$$, 'TS003', null,
+    $$select public.book_event(tests.event_id('draft'))$$, 'TS003', null,
     'TS003: the organizer''s own draft is visible but not on sale'
 );
 
 -- ------------------------------------------------------------------------------------------
 -- TS004 invalid_seats: seats < 1 or > max_seats_per_booking
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "22222222-2222-2222-2222-222222222222", "role": "authenticated"}', true
-);
-select throws_ok($$select public.book_event(pg_temp.event_id('pairs'), 0)$$, 'TS004', null, 'TS004: 0 seats');
-select throws_ok($$select public.book_event(pg_temp.event_id('pairs'), -1)$$, 'TS004', null, 'TS004: -1 seats');
+select tests.sign_in('22222222-2222-2222-2222-222222222222');
+select throws_ok($$select public.book_event(tests.event_id('pairs'), 0)$$, 'TS004', null, 'TS004: 0 seats');
+select throws_ok($$select public.book_event(tests.event_id('pairs'), -1)$$, 'TS004', null, 'TS004: -1 seats');
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('pairs'), null)$$, 'TS004', null, 'TS004: null seats'
+    $$select public.book_event(tests.event_id('pairs'), null)$$, 'TS004', null, 'TS004: null seats'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('pairs'), 3)$$, 'TS004', null,
+    $$select public.book_event(tests.event_id('pairs'), 3)$$, 'TS004', null,
     'TS004: more than max_seats_per_booking'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('pairs'), 2147483647)$$, 'TS004', null, 'TS004: huge seats'
+    $$select public.book_event(tests.event_id('pairs'), 2147483647)$$, 'TS004', null, 'TS004: huge seats'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'), 11)$$, 'TS004', null,
+    $$select public.book_event(tests.event_id('open'), 11)$$, 'TS004', null,
     'TS004: more than the default maximum of 10'
 );
 
 -- ------------------------------------------------------------------------------------------
 -- TS005 already_booked
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+select throws_ok(
+    $$select public.book_event(tests.event_id('open'))$$, 'TS005', null, 'TS005: already confirmed'
+);
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+select throws_ok(
+    $$select public.book_event(tests.event_id('open'))$$, 'TS005', null, 'TS005: already waiting'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'))$$, 'TS005', null, 'TS005: already confirmed'
-);
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'))$$, 'TS005', null, 'TS005: already waiting'
-);
-select throws_ok(
-    $$select public.book_event(pg_temp.event_id('offers'))$$, 'TS005', null, 'TS005: already offered'
+    $$select public.book_event(tests.event_id('offers'))$$, 'TS005', null, 'TS005: already offered'
 );
 
 -- ------------------------------------------------------------------------------------------
 -- TS006 sold_out: no seats and the waitlist is disabled or full
 -- ------------------------------------------------------------------------------------------
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('no waitlist'))$$, 'TS006', null, 'TS006: waitlist disabled'
+    $$select public.book_event(tests.event_id('no waitlist'))$$, 'TS006', null, 'TS006: waitlist disabled'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('zero list'))$$, 'TS006', null, 'TS006: waitlist full'
+    $$select public.book_event(tests.event_id('zero list'))$$, 'TS006', null, 'TS006: waitlist full'
 );
 
 -- ------------------------------------------------------------------------------------------
 -- TS007 invalid_transition
 -- ------------------------------------------------------------------------------------------
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('open u2'))$$, 'TS007', null,
+    $$select public.claim_offer(tests.booking_id('open u2'))$$, 'TS007', null,
     'TS007: claiming while waitlisted (no offer)'
 );
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('offers u2'))$$, 'TS007', null,
+    $$select public.claim_offer(tests.booking_id('offers u2'))$$, 'TS007', null,
     'TS007: claiming an offer past its deadline'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('open u1'))$$, 'TS007', null,
+    $$select public.claim_offer(tests.booking_id('open u1'))$$, 'TS007', null,
     'TS007: claiming a confirmed booking'
 );
 select throws_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('offers u1'))$$, 'TS007', null,
+    $$select public.cancel_booking(tests.booking_id('offers u1'))$$, 'TS007', null,
     'TS007: cancelling a cancelled booking'
 );
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('offers u1'))$$, 'TS007', null,
+    $$select public.claim_offer(tests.booking_id('offers u1'))$$, 'TS007', null,
     'TS007: claiming a cancelled booking'
 );
 
-select
-    set_config('role', 'service_role', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "service_role"}', true) as jwt_claims;
+select tests.sign_in_as_service();
 select is(public.expire_offers(), 1, 'setup: the overdue offer expires');
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('offers u2'))$$, 'TS007', null,
+    $$select public.claim_offer(tests.booking_id('offers u2'))$$, 'TS007', null,
     'TS007: claiming an expired offer'
 );
 select throws_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('offers u2'))$$, 'TS007', null,
+    $$select public.cancel_booking(tests.booking_id('offers u2'))$$, 'TS007', null,
     'TS007: cancelling an expired booking'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select throws_ok(
-    $$select public.publish_event(pg_temp.event_id('cancelled'))$$, 'TS007', null,
+    $$select public.publish_event(tests.event_id('cancelled'))$$, 'TS007', null,
     'TS007: publishing a cancelled event'
 );
 select throws_ok(
-    $$select public.cancel_event(pg_temp.event_id('cancelled'))$$, 'TS007', null,
+    $$select public.cancel_event(tests.event_id('cancelled'))$$, 'TS007', null,
     'TS007: cancelling a cancelled event'
 );
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('cancelled'), 10)$$, 'TS007', null,
+    $$select public.set_event_capacity(tests.event_id('cancelled'), 10)$$, 'TS007', null,
     'TS007: resizing a cancelled event'
 );
 
@@ -355,41 +282,33 @@ select throws_ok(
 -- TS008 capacity_conflict
 -- ------------------------------------------------------------------------------------------
 select lives_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('pairs'), 1)$$,
+    $$select public.set_event_capacity(tests.event_id('pairs'), 1)$$,
     'setup: an empty event may shrink to 1 seat'
 );
-select set_config(
-    'request.jwt.claims', '{"sub": "22222222-2222-2222-2222-222222222222", "role": "authenticated"}', true
-);
-select lives_ok($$select public.book_event(pg_temp.event_id('pairs'))$$, 'setup: its seat is taken');
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('22222222-2222-2222-2222-222222222222');
+select lives_ok($$select public.book_event(tests.event_id('pairs'))$$, 'setup: its seat is taken');
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('open'), 0)$$, '22023', null,
+    $$select public.set_event_capacity(tests.event_id('open'), 0)$$, '22023', null,
     '22023 before TS008: capacity 0 is malformed, whatever is held'
 );
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('pairs'), 0)$$, '22023', null,
+    $$select public.set_event_capacity(tests.event_id('pairs'), 0)$$, '22023', null,
     '22023: set_event_capacity to 0'
 );
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('zero list'), null)$$, '22023', null,
+    $$select public.set_event_capacity(tests.event_id('zero list'), null)$$, '22023', null,
     '22023: set_event_capacity to null'
 );
 select lives_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('pairs'), 2)$$,
+    $$select public.set_event_capacity(tests.event_id('pairs'), 2)$$,
     'setup: it grows to 2 seats'
 );
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-select lives_ok($$select public.book_event(pg_temp.event_id('pairs'))$$, 'setup: both seats are taken');
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+select lives_ok($$select public.book_event(tests.event_id('pairs'))$$, 'setup: both seats are taken');
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('pairs'), 1)$$, 'TS008', null,
+    $$select public.set_event_capacity(tests.event_id('pairs'), 1)$$, 'TS008', null,
     'TS008: capacity below confirmed + offered seats'
 );
 
@@ -399,28 +318,16 @@ select throws_ok(
 reset role;
 update tessera.rate_limits set max_calls = 1
 where action = 'book_event';
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-select lives_ok($$select public.book_event(pg_temp.event_id('open'))$$, 'setup: one call within the limit');
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
+select lives_ok($$select public.book_event(tests.event_id('open'))$$, 'setup: one call within the limit');
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('pairs'))$$, 'TS009', null,
+    $$select public.book_event(tests.event_id('pairs'))$$, 'TS009', null,
     'TS009: the next call in the window'
 );
 reset role;
 update tessera.rate_limits set max_calls = 30
 where action = 'book_event';
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 
 -- ------------------------------------------------------------------------------------------
 -- 22023 invalid_parameter_value: other malformed input
@@ -523,32 +430,30 @@ select throws_ok(
     '22023', null, '22023: sales close before they open'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'), 1, '')$$, '22023', null, '22023: empty idempotency_key'
+    $$select public.book_event(tests.event_id('open'), 1, '')$$, '22023', null, '22023: empty idempotency_key'
 );
 select throws_ok(
-    $$select public.event_changes(pg_temp.event_id('open'), 0, 0)$$, '22023', null, '22023: max_rows 0'
+    $$select public.event_changes(tests.event_id('open'), 0, 0)$$, '22023', null, '22023: max_rows 0'
 );
 select throws_ok(
-    $$select public.event_changes(pg_temp.event_id('open'), 0, 10001)$$, '22023', null,
+    $$select public.event_changes(tests.event_id('open'), 0, 10001)$$, '22023', null,
     '22023: max_rows over 10000'
 );
 
 -- ------------------------------------------------------------------------------------------
 -- 42501 insufficient_privilege: not the organizer; not signed in
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "22222222-2222-2222-2222-222222222222", "role": "authenticated"}', true
-);
+select tests.sign_in('22222222-2222-2222-2222-222222222222');
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('open'), 10)$$, '42501', null,
+    $$select public.set_event_capacity(tests.event_id('open'), 10)$$, '42501', null,
     '42501: set_event_capacity by someone other than the organizer'
 );
 select throws_ok(
-    $$select public.publish_event(pg_temp.event_id('open'))$$, '42501', null,
+    $$select public.publish_event(tests.event_id('open'))$$, '42501', null,
     '42501: publish_event by someone other than the organizer'
 );
 select throws_ok(
-    $$select public.cancel_event(pg_temp.event_id('open'))$$, '42501', null,
+    $$select public.cancel_event(tests.event_id('open'))$$, '42501', null,
     '42501: cancel_event by someone other than the organizer'
 );
 select throws_ok($$select public.expire_offers()$$, '42501', null, '42501: expire_offers by a user');
@@ -561,7 +466,7 @@ select throws_ok(
     '42501: writing a table directly instead of calling a function'
 );
 select throws_ok(
-    $$select tessera.free_seats(pg_temp.event_id('open'))$$, '42501', null,
+    $$select tessera.free_seats(tests.event_id('open'))$$, '42501', null,
     '42501: the tessera helpers are out of reach'
 );
 
@@ -569,7 +474,7 @@ select throws_ok(
 -- caller the organizer?" must be false, not unknown, when there is no caller.
 select set_config('request.jwt.claims', '{"role": "authenticated"}', true);
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'))$$, '42501', null,
+    $$select public.book_event(tests.event_id('open'))$$, '42501', null,
     '42501: book_event with no sub claim'
 );
 select throws_ok(
@@ -577,61 +482,57 @@ select throws_ok(
     '42501', null, '42501: create_event with no sub claim'
 );
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('open'), 10)$$, '42501', null,
+    $$select public.set_event_capacity(tests.event_id('open'), 10)$$, '42501', null,
     '42501: set_event_capacity with no sub claim'
 );
 select throws_ok(
-    $$select public.publish_event(pg_temp.event_id('open'))$$, '42501', null,
+    $$select public.publish_event(tests.event_id('open'))$$, '42501', null,
     '42501: publish_event with no sub claim'
 );
 select throws_ok(
-    $$select public.cancel_event(pg_temp.event_id('no waitlist'))$$, '42501', null,
+    $$select public.cancel_event(tests.event_id('no waitlist'))$$, '42501', null,
     '42501: cancel_event with no sub claim'
 );
 select throws_ok(
-    $$select public.event_attendees(pg_temp.event_id('open'))$$, '42501', null,
+    $$select public.event_attendees(tests.event_id('open'))$$, '42501', null,
     '42501: event_attendees (attendee emails) with no sub claim'
 );
 select set_config('request.jwt.claims', '{"sub": "not-a-uuid", "role": "authenticated"}', true);
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'))$$, '42501', null,
+    $$select public.book_event(tests.event_id('open'))$$, '42501', null,
     '42501: book_event with a malformed sub claim'
 );
 
-select
-    set_config('role', 'anon', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "anon"}', true) as jwt_claims;
+select tests.sign_in_as_anon();
 select throws_ok(
     $$select public.create_event(title => 'x', capacity => 5, starts_at => now() + interval '1 day')$$,
     '42501', null, '42501: create_event by anon'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'))$$, '42501', null, '42501: book_event by anon'
+    $$select public.book_event(tests.event_id('open'))$$, '42501', null, '42501: book_event by anon'
 );
 select throws_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('open u1'))$$, '42501', null,
+    $$select public.cancel_booking(tests.booking_id('open u1'))$$, '42501', null,
     '42501: cancel_booking by anon'
 );
 select throws_ok($$select public.expire_offers()$$, '42501', null, '42501: expire_offers by anon');
 select throws_ok(
-    $$select public.set_event_capacity(pg_temp.event_id('open'), 10)$$, '42501', null,
+    $$select public.set_event_capacity(tests.event_id('open'), 10)$$, '42501', null,
     '42501: set_event_capacity by anon'
 );
 select throws_ok(
-    $$select public.publish_event(pg_temp.event_id('open'))$$, '42501', null, '42501: publish_event by anon'
+    $$select public.publish_event(tests.event_id('open'))$$, '42501', null, '42501: publish_event by anon'
 );
 select throws_ok(
-    $$select public.cancel_event(pg_temp.event_id('zero list'))$$, '42501', null, '42501: cancel_event by anon'
+    $$select public.cancel_event(tests.event_id('zero list'))$$, '42501', null, '42501: cancel_event by anon'
 );
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('open u2'))$$, '42501', null, '42501: claim_offer by anon'
+    $$select public.claim_offer(tests.booking_id('open u2'))$$, '42501', null, '42501: claim_offer by anon'
 );
 
-select
-    set_config('role', 'service_role', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "service_role"}', true) as jwt_claims;
+select tests.sign_in_as_service();
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('open'))$$, '42501', null,
+    $$select public.book_event(tests.event_id('open'))$$, '42501', null,
     '42501: service_role has no user to book for'
 );
 

@@ -5,51 +5,21 @@ begin;
 set local search_path = public, extensions;
 select plan(25);
 
-insert into auth.users (id, email) values
-('11111111-1111-1111-1111-111111111111', 'organizer@example.test'),
-('00000000-0000-0000-0000-000000000001', 'u1@example.test'),
-('00000000-0000-0000-0000-000000000002', 'u2@example.test'),
-('00000000-0000-0000-0000-000000000003', 'u3@example.test');
-
--- What the calls below returned, by label, readable by every role the test acts as.
-create temporary table fixture (
-    label text primary key,
-    event public.events,
-    booking public.booking_result
-);
-grant select, insert on fixture to public;
-
-create function pg_temp.event_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.event).id from fixture as f where f.label = p_label
-$$;
-
-create function pg_temp.booking_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.booking).booking_id from fixture as f where f.label = p_label
-$$;
+select tests.create_cast(3);
 
 -- The kinds of an event's entries in ledger order (as the superuser).
 create function pg_temp.kinds(p_event text) returns text[]
 language sql stable
 as $$
     select coalesce(array_agg(l.kind order by l.seq), '{}')
-    from public.ledger as l where l.event_id = pg_temp.event_id(p_event)
+    from public.ledger as l where l.event_id = tests.event_id(p_event)
 $$;
 
 -- ------------------------------------------------------------------------------------------
 -- A story in four events
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-insert into fixture (label, event) values
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+insert into tests.fixture (label, event) values
 ('hall', public.create_event(title => 'Hall', capacity => 1, starts_at => now() + interval '30 days')),
 (
     'offers',
@@ -63,75 +33,49 @@ insert into fixture (label, event) values
 ),
 ('doomed', public.create_event(title => 'Doomed', capacity => 1, starts_at => now() + interval '30 days'));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('hall u1', public.book_event(pg_temp.event_id('hall'))),
-('offers u1', public.book_event(pg_temp.event_id('offers'))),
-('doomed u1', public.book_event(pg_temp.event_id('doomed')));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+insert into tests.fixture (label, booking) values
+('hall u1', public.book_event(tests.event_id('hall'))),
+('offers u1', public.book_event(tests.event_id('offers'))),
+('doomed u1', public.book_event(tests.event_id('doomed')));
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values
-('hall u2', public.book_event(pg_temp.event_id('hall'))),
-('offers u2', public.book_event(pg_temp.event_id('offers'))),
-('doomed u2', public.book_event(pg_temp.event_id('doomed')));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+insert into tests.fixture (label, booking) values
+('hall u2', public.book_event(tests.event_id('hall'))),
+('offers u2', public.book_event(tests.event_id('offers'))),
+('doomed u2', public.book_event(tests.event_id('doomed')));
 
 -- hall: u1 cancels, u2 is promoted; the organizer adds a seat; u3 takes it.
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-select public.cancel_booking(pg_temp.booking_id('hall u1')) is not null;
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
-select public.set_event_capacity(pg_temp.event_id('hall'), 2) is not null;
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('hall u3', public.book_event(pg_temp.event_id('hall')));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+select public.cancel_booking(tests.booking_id('hall u1')) is not null;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+select public.set_event_capacity(tests.event_id('hall'), 2) is not null;
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
+insert into tests.fixture (label, booking) values ('hall u3', public.book_event(tests.event_id('hall')));
 
 -- offers: u1 cancels, u2 is offered the seat and claims it; u3 queues; u2 cancels, u3 is
 -- offered the seat and lets the offer expire.
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-select public.cancel_booking(pg_temp.booking_id('offers u1')) is not null;
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-select public.claim_offer(pg_temp.booking_id('offers u2')) is not null;
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('offers u3', public.book_event(pg_temp.event_id('offers')));
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-select public.cancel_booking(pg_temp.booking_id('offers u2')) is not null;
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+select public.cancel_booking(tests.booking_id('offers u1')) is not null;
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+select public.claim_offer(tests.booking_id('offers u2')) is not null;
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
+insert into tests.fixture (label, booking) values ('offers u3', public.book_event(tests.event_id('offers')));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+select public.cancel_booking(tests.booking_id('offers u2')) is not null;
 reset role;
 update public.bookings set offer_expires_at = now() - interval '1 minute'
-where id = pg_temp.booking_id('offers u3');
-select
-    set_config('role', 'service_role', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "service_role"}', true) as jwt_claims;
+where id = tests.booking_id('offers u3');
+select tests.sign_in_as_service();
 select public.expire_offers();
 
 -- draft: nothing to record until it is published. doomed: cancelled with two bookings.
 reset role;
 select is(pg_temp.kinds('draft'), '{}', 'a draft has no entries');
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-select public.publish_event(pg_temp.event_id('draft')) is not null;
-select public.cancel_event(pg_temp.event_id('doomed')) is not null;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+select public.publish_event(tests.event_id('draft')) is not null;
+select public.cancel_event(tests.event_id('doomed')) is not null;
 
 -- ------------------------------------------------------------------------------------------
 -- Every change is recorded, in order
@@ -164,7 +108,7 @@ select is(
 select results_eq(
     $$
     select l.detail ->> 'reason', count(*)::integer from public.ledger as l
-    where l.event_id = pg_temp.event_id('doomed') and l.kind = 'cancelled'
+    where l.event_id = tests.event_id('doomed') and l.kind = 'cancelled'
     group by 1
     $$,
     $$values ('event_cancelled', 2)$$,
@@ -179,24 +123,24 @@ select results_eq(
     select booking_id, user_id, actor_id, status, seats, waitlist_position, seats_available, waitlist_count,
         event_status
     from public.ledger
-    where event_id = pg_temp.event_id('hall') and kind in ('booked', 'waitlisted', 'promoted')
+    where event_id = tests.event_id('hall') and kind in ('booked', 'waitlisted', 'promoted')
     order by seq
     $$,
     $$values
         (
-            pg_temp.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'::uuid,
+            tests.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'::uuid,
             '00000000-0000-0000-0000-000000000001'::uuid, 'confirmed', 1, null::integer, 0, 0, 'published'
         ),
         (
-            pg_temp.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002'::uuid,
+            tests.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002'::uuid,
             '00000000-0000-0000-0000-000000000002'::uuid, 'waitlisted', 1, 1, 0, 1, 'published'
         ),
         (
-            pg_temp.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002'::uuid,
+            tests.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002'::uuid,
             '00000000-0000-0000-0000-000000000001'::uuid, 'confirmed', 1, null, 0, 0, 'published'
         ),
         (
-            pg_temp.booking_id('hall u3'), '00000000-0000-0000-0000-000000000003'::uuid,
+            tests.booking_id('hall u3'), '00000000-0000-0000-0000-000000000003'::uuid,
             '00000000-0000-0000-0000-000000000003'::uuid, 'confirmed', 1, null, 0, 0, 'published'
         )$$,
     'entries name the booking, its user, who acted, and the availability right after the change'
@@ -205,7 +149,7 @@ select results_eq(
 select results_eq(
     $$
     select detail from public.ledger
-    where event_id = pg_temp.event_id('hall') and kind in ('cancelled', 'capacity_changed')
+    where event_id = tests.event_id('hall') and kind in ('cancelled', 'capacity_changed')
     order by seq
     $$,
     $$values
@@ -217,7 +161,7 @@ select results_eq(
 select is(
     (
         select offer_expires_at from public.ledger
-        where booking_id = pg_temp.booking_id('offers u2') and kind = 'offered'
+        where booking_id = tests.booking_id('offers u2') and kind = 'offered'
     ),
     now() + interval '24 hours',
     'an offered entry carries the offer deadline'
@@ -252,20 +196,14 @@ select ok(
     'every entry of this running transaction is at or above the horizon'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select is_empty(
-    $$select * from public.event_changes(pg_temp.event_id('hall'))$$,
+    $$select * from public.event_changes(tests.event_id('hall'))$$,
     'event_changes does not show entries of a transaction that has not committed'
 );
 
 select is(
-    (select last_seq from public.event_availability(pg_temp.event_id('hall'))),
+    (select last_seq from public.event_availability(tests.event_id('hall'))),
     0::bigint,
     'nor does event_availability.last_seq'
 );
@@ -277,81 +215,71 @@ insert into public.ledger (
     event_status, detail
 ) values
 (
-    1, pg_temp.event_id('hall'), pg_temp.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001',
+    1, tests.event_id('hall'), tests.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001',
     '00000000-0000-0000-0000-000000000001', 'booked', 'confirmed', 1, 0, 0, 'published', '{}'
 ),
 (
-    2, pg_temp.event_id('hall'), pg_temp.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002',
+    2, tests.event_id('hall'), tests.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002',
     '00000000-0000-0000-0000-000000000002', 'waitlisted', 'waitlisted', 1, 0, 1, 'published', '{}'
 ),
 (
-    3, pg_temp.event_id('hall'), pg_temp.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001',
+    3, tests.event_id('hall'), tests.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001',
     '00000000-0000-0000-0000-000000000001', 'cancelled', 'cancelled', 1, 1, 1, 'published',
     '{"previous_status": "confirmed"}'
 ),
 (
-    4, pg_temp.event_id('hall'), pg_temp.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002',
+    4, tests.event_id('hall'), tests.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002',
     '00000000-0000-0000-0000-000000000001', 'promoted', 'confirmed', 1, 0, 0, 'published', '{}'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select results_eq(
-    $$select seq, kind, booking_id, actor_id from public.event_changes(pg_temp.event_id('hall'))$$,
+    $$select seq, kind, booking_id, actor_id from public.event_changes(tests.event_id('hall'))$$,
     $$values
-        (1::bigint, 'booked', pg_temp.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'::uuid),
-        (2, 'waitlisted', pg_temp.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002'),
-        (3, 'cancelled', pg_temp.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'),
-        (4, 'promoted', pg_temp.booking_id('hall u2'), '00000000-0000-0000-0000-000000000001')$$,
+        (1::bigint, 'booked', tests.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'::uuid),
+        (2, 'waitlisted', tests.booking_id('hall u2'), '00000000-0000-0000-0000-000000000002'),
+        (3, 'cancelled', tests.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'),
+        (4, 'promoted', tests.booking_id('hall u2'), '00000000-0000-0000-0000-000000000001')$$,
     'the organizer reads every finished entry, in order, and nothing above the horizon'
 );
 
 select results_eq(
-    $$select seq from public.event_changes(pg_temp.event_id('hall'), after_seq => 2)$$,
+    $$select seq from public.event_changes(tests.event_id('hall'), after_seq => 2)$$,
     $$values (3::bigint), (4)$$,
     'a reader resumes after the last position it saw'
 );
 
 select results_eq(
-    $$select seq from public.event_changes(pg_temp.event_id('hall'), after_seq => 1, max_rows => 2)$$,
+    $$select seq from public.event_changes(tests.event_id('hall'), after_seq => 1, max_rows => 2)$$,
     $$values (2::bigint), (3)$$,
     'max_rows pages through the entries'
 );
 
 select is(
-    (select last_seq from public.event_availability(pg_temp.event_id('hall'))),
+    (select last_seq from public.event_availability(tests.event_id('hall'))),
     4::bigint,
     'event_availability.last_seq is the last finished position'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
 select results_eq(
-    $$select seq, booking_id, user_id, actor_id, detail from public.event_changes(pg_temp.event_id('hall'))$$,
+    $$select seq, booking_id, user_id, actor_id, detail from public.event_changes(tests.event_id('hall'))$$,
     $$values
         (
-            1::bigint, pg_temp.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'::uuid,
+            1::bigint, tests.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001'::uuid,
             null::uuid, '{}'::jsonb
         ),
         (2, null, null, null, '{}'),
-        (3, pg_temp.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001', null, '{}'),
+        (3, tests.booking_id('hall u1'), '00000000-0000-0000-0000-000000000001', null, '{}'),
         (4, null, null, null, '{}')$$,
     'an attendee sees every position but only their own bookings, and no actors or previous statuses'
 );
 
-select
-    set_config('role', 'anon', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "anon"}', true) as jwt_claims;
+select tests.sign_in_as_anon();
 select results_eq(
     $$
     select seq, kind, booking_id, user_id, seats_available, waitlist_count
-    from public.event_changes(pg_temp.event_id('hall'))
+    from public.event_changes(tests.event_id('hall'))
     $$,
     $$values
         (1::bigint, 'booked', null::uuid, null::uuid, 0, 0),
@@ -371,17 +299,11 @@ select throws_ok(
 select throws_ok($$delete from public.ledger where seq = 1$$, '42501', null, 'ledger entries cannot be deleted');
 select throws_ok($$truncate public.ledger$$, '42501', null, 'the ledger cannot be truncated');
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select throws_ok(
     $$
     insert into public.ledger (seq, event_id, kind, seats_available, waitlist_count, event_status)
-    values (5, pg_temp.event_id('hall'), 'booked', 0, 0, 'published')
+    values (5, tests.event_id('hall'), 'booked', 0, 0, 'published')
     $$,
     '42501', null,
     'a user cannot write ledger entries'

@@ -4,45 +4,13 @@ begin;
 set local search_path = public, extensions;
 select plan(30);
 
-insert into auth.users (id, email) values
-('11111111-1111-1111-1111-111111111111', 'organizer@example.test'),
-('22222222-2222-2222-2222-222222222222', 'stranger@example.test'),
-('00000000-0000-0000-0000-000000000001', 'u1@example.test'),
-('00000000-0000-0000-0000-000000000002', 'u2@example.test'),
-('00000000-0000-0000-0000-000000000003', 'u3@example.test'),
-('00000000-0000-0000-0000-000000000004', 'u4@example.test');
-
--- What the calls below returned, by label, readable by every role the test acts as.
-create temporary table fixture (
-    label text primary key,
-    event public.events,
-    booking public.booking_result
-);
-grant select, insert on fixture to public;
-
-create function pg_temp.event_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.event).id from fixture as f where f.label = p_label
-$$;
-
-create function pg_temp.booking_id(p_label text) returns uuid
-language sql stable
-as $$
-    select (f.booking).booking_id from fixture as f where f.label = p_label
-$$;
+select tests.create_cast(4);
 
 -- ------------------------------------------------------------------------------------------
 -- create_event
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
-insert into fixture (label, event) values
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
+insert into tests.fixture (label, event) values
 (
     'plain',
     public.create_event(title => 'Plain', capacity => 50, starts_at => '2030-06-01 19:00+00')
@@ -71,7 +39,7 @@ select results_eq(
         (event).organizer_id, (event).status, (event).capacity, (event).max_seats_per_booking,
         (event).waitlist_enabled, (event).waitlist_limit, (event).waitlist_policy, (event).promotion_mode,
         (event).offer_ttl, (event).sales_open_at, (event).sales_close_at, (event).published_at
-    from fixture where label = 'plain'
+    from tests.fixture where label = 'plain'
     $$,
     $$values (
         '11111111-1111-1111-1111-111111111111'::uuid, 'published', 50, 10, true, null::integer, 'strict',
@@ -81,13 +49,13 @@ select results_eq(
 );
 
 select results_eq(
-    $$select (event).status, (event).published_at from fixture where label = 'draft'$$,
+    $$select (event).status, (event).published_at from tests.fixture where label = 'draft'$$,
     $$values ('draft', null::timestamptz)$$,
     'create_event with publish => false makes a draft'
 );
 
 select results_eq(
-    $$select (event).title, (event).description, (event).venue from fixture where label = 'injection'$$,
+    $$select (event).title, (event).description, (event).venue from tests.fixture where label = 'injection'$$,
     $$values ($t$'); drop table public.events; --$t$, $t$1; delete from public.bookings$t$, $t$" or 1=1 --$t$)$$,
     'SQL in text fields is stored as text'
 );
@@ -95,53 +63,47 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- Drafts are invisible to everyone but their organizer (and operators)
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "22222222-2222-2222-2222-222222222222", "role": "authenticated"}', true
-);
+select tests.sign_in('22222222-2222-2222-2222-222222222222');
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.book_event(tests.event_id('draft'))$$, 'TS001', null,
     'draft: a stranger cannot book it'
 );
 select throws_ok(
-    $$select public.event_availability(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.event_availability(tests.event_id('draft'))$$, 'TS001', null,
     'draft: a stranger cannot see its availability'
 );
 select throws_ok(
-    $$select public.event_changes(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.event_changes(tests.event_id('draft'))$$, 'TS001', null,
     'draft: a stranger cannot read its changes'
 );
 select throws_ok(
-    $$select public.publish_event(pg_temp.event_id('draft'))$$, 'TS001', null,
+    $$select public.publish_event(tests.event_id('draft'))$$, 'TS001', null,
     'draft: a stranger cannot publish it'
 );
 select is_empty(
-    $$select id from public.events where id = pg_temp.event_id('draft')$$,
+    $$select id from public.events where id = tests.event_id('draft')$$,
     'draft: a stranger cannot read its row'
 );
 
-select set_config(
-    'request.jwt.claims', '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}', true
-);
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select results_eq(
-    $$select status, capacity, seats_available from public.event_availability(pg_temp.event_id('draft'))$$,
+    $$select status, capacity, seats_available from public.event_availability(tests.event_id('draft'))$$,
     $$values ('draft', 5, 0)$$,
     'draft: its organizer sees it, with no seats on sale'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('draft'))$$, 'TS003', null,
+    $$select public.book_event(tests.event_id('draft'))$$, 'TS003', null,
     'draft: not even its organizer can book it'
 );
 select results_eq(
-    $$select capacity from public.set_event_capacity(pg_temp.event_id('draft'), 8)$$,
+    $$select capacity from public.set_event_capacity(tests.event_id('draft'), 8)$$,
     $$values (8)$$,
     'draft: its organizer may resize it'
 );
 
-select
-    set_config('role', 'service_role', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "service_role"}', true) as jwt_claims;
+select tests.sign_in_as_service();
 select results_eq(
-    $$select status, capacity from public.event_availability(pg_temp.event_id('draft'))$$,
+    $$select status, capacity from public.event_availability(tests.event_id('draft'))$$,
     $$values ('draft', 8)$$,
     'draft: operators (service_role) see it'
 );
@@ -149,20 +111,14 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- Publishing
 -- ------------------------------------------------------------------------------------------
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select results_eq(
-    $$select status, published_at from public.publish_event(pg_temp.event_id('draft'))$$,
+    $$select status, published_at from public.publish_event(tests.event_id('draft'))$$,
     $$values ('published', now())$$,
     'publish_event publishes a draft'
 );
 select results_eq(
-    $$select status from public.publish_event(pg_temp.event_id('draft'))$$,
+    $$select status from public.publish_event(tests.event_id('draft'))$$,
     $$values ('published')$$,
     'publishing a published event changes nothing'
 );
@@ -171,21 +127,15 @@ reset role;
 select is(
     (
         select count(*)::integer from public.ledger
-        where event_id = pg_temp.event_id('draft') and kind = 'event_published'
+        where event_id = tests.event_id('draft') and kind = 'event_published'
     ),
     1,
     'and records nothing the second time'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "22222222-2222-2222-2222-222222222222", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('22222222-2222-2222-2222-222222222222');
 select results_eq(
-    $$select status from public.book_event(pg_temp.event_id('draft'))$$,
+    $$select status from public.book_event(tests.event_id('draft'))$$,
     $$values ('confirmed')$$,
     'once published, anyone may book it'
 );
@@ -193,46 +143,30 @@ select results_eq(
 -- ------------------------------------------------------------------------------------------
 -- cancel_event cancels every active booking: confirmed, offered and waitlisted
 -- ------------------------------------------------------------------------------------------
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('gig u1', public.book_event(pg_temp.event_id('gig')));
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('gig u2', public.book_event(pg_temp.event_id('gig')));
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('gig u3', public.book_event(pg_temp.event_id('gig')));
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000004", "role": "authenticated"}', true
-);
-insert into fixture (label, booking) values ('gig u4', public.book_event(pg_temp.event_id('gig')));
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}', true
-);
-select lives_ok($$select public.cancel_booking(pg_temp.booking_id('gig u1'))$$, 'gig: u1 cancels');
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+insert into tests.fixture (label, booking) values ('gig u1', public.book_event(tests.event_id('gig')));
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
+insert into tests.fixture (label, booking) values ('gig u2', public.book_event(tests.event_id('gig')));
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
+insert into tests.fixture (label, booking) values ('gig u3', public.book_event(tests.event_id('gig')));
+select tests.sign_in('00000000-0000-0000-0000-000000000004');
+insert into tests.fixture (label, booking) values ('gig u4', public.book_event(tests.event_id('gig')));
+select tests.sign_in('00000000-0000-0000-0000-000000000001');
+select lives_ok($$select public.cancel_booking(tests.booking_id('gig u1'))$$, 'gig: u1 cancels');
 
 reset role;
 select results_eq(
     $$
     select status, count(*)::integer from public.bookings
-    where event_id = pg_temp.event_id('gig') group by status order by status
+    where event_id = tests.event_id('gig') group by status order by status
     $$,
     $$values ('cancelled', 1), ('confirmed', 1), ('offered', 1), ('waitlisted', 1)$$,
     'gig: one confirmed, one offered, one waiting'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "11111111-1111-1111-1111-111111111111", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('11111111-1111-1111-1111-111111111111');
 select results_eq(
-    $$select status, cancelled_at from public.cancel_event(pg_temp.event_id('gig'))$$,
+    $$select status, cancelled_at from public.cancel_event(tests.event_id('gig'))$$,
     $$values ('cancelled', now())$$,
     'gig: the organizer cancels the event'
 );
@@ -240,7 +174,7 @@ select results_eq(
 select results_eq(
     $$
     select status, seats_confirmed, seats_offered, seats_available, waitlist_count, waitlist_seats
-    from public.event_availability(pg_temp.event_id('gig'))
+    from public.event_availability(tests.event_id('gig'))
     $$,
     $$values ('cancelled', 0, 0, 0, 0, 0)$$,
     'gig: nothing is held, nothing is on sale, nobody waits'
@@ -250,7 +184,7 @@ reset role;
 select results_eq(
     $$
     select status, count(*)::integer, bool_and(cancelled_at is not null) from public.bookings
-    where event_id = pg_temp.event_id('gig') group by status
+    where event_id = tests.event_id('gig') group by status
     $$,
     $$values ('cancelled', 4, true)$$,
     'gig: every booking is cancelled, none promoted'
@@ -259,60 +193,50 @@ select results_eq(
 select is(
     (
         select sum(sb.taken)::integer from tessera.seat_blocks as sb
-        where sb.event_id = pg_temp.event_id('gig')
+        where sb.event_id = tests.event_id('gig')
     ),
     0,
     'gig: the seat blocks are empty'
 );
 
-select
-    set_config('role', 'authenticated', true) as api_role,
-    set_config(
-        'request.jwt.claims',
-        '{"sub": "00000000-0000-0000-0000-000000000003", "role": "authenticated"}',
-        true
-    ) as jwt_claims;
+select tests.sign_in('00000000-0000-0000-0000-000000000003');
 select throws_ok(
-    $$select public.claim_offer(pg_temp.booking_id('gig u3'))$$, 'TS007', null,
+    $$select public.claim_offer(tests.booking_id('gig u3'))$$, 'TS007', null,
     'gig: the cancelled offer cannot be claimed'
 );
 select throws_ok(
-    $$select public.book_event(pg_temp.event_id('gig'))$$, 'TS003', null,
+    $$select public.book_event(tests.event_id('gig'))$$, 'TS003', null,
     'gig: nobody can book a cancelled event'
 );
-select set_config(
-    'request.jwt.claims', '{"sub": "00000000-0000-0000-0000-000000000002", "role": "authenticated"}', true
-);
+select tests.sign_in('00000000-0000-0000-0000-000000000002');
 select throws_ok(
-    $$select public.cancel_booking(pg_temp.booking_id('gig u2'))$$, 'TS007', null,
+    $$select public.cancel_booking(tests.booking_id('gig u2'))$$, 'TS007', null,
     'gig: a booking the event cancelled cannot be cancelled again'
 );
 
 reset role;
 update public.bookings set offer_expires_at = now() - interval '1 minute'
-where id = pg_temp.booking_id('gig u3');
-select
-    set_config('role', 'service_role', true) as api_role,
-    set_config('request.jwt.claims', '{"role": "service_role"}', true) as jwt_claims;
+where id = tests.booking_id('gig u3');
+select tests.sign_in_as_service();
 select is(public.expire_offers(), 0, 'gig: expire_offers finds no offer left to expire');
 
 -- ------------------------------------------------------------------------------------------
 -- Operators may manage any event
 -- ------------------------------------------------------------------------------------------
 select results_eq(
-    $$select capacity from public.set_event_capacity(pg_temp.event_id('plain'), 60)$$,
+    $$select capacity from public.set_event_capacity(tests.event_id('plain'), 60)$$,
     $$values (60)$$,
     'service_role may resize any event'
 );
 select results_eq(
-    $$select status from public.cancel_event(pg_temp.event_id('plain'))$$,
+    $$select status from public.cancel_event(tests.event_id('plain'))$$,
     $$values ('cancelled')$$,
     'service_role may cancel any event'
 );
 
 reset role;
 select throws_ok(
-    $$delete from public.events where id = pg_temp.event_id('plain')$$, '42501', null,
+    $$delete from public.events where id = tests.event_id('plain')$$, '42501', null,
     'events are never deleted, not even by the superuser'
 );
 -- ------------------------------------------------------------------------------------------
@@ -320,31 +244,7 @@ select throws_ok(
 -- seats, the queue counters match, and the fast path is closed exactly while someone waits.
 -- ------------------------------------------------------------------------------------------
 select is_empty(
-    $$
-    select q.event_id
-    from tessera.event_queues as q
-    cross join lateral (
-        select
-            count(*) filter (where b.status = 'waitlisted')::integer as waiting_count,
-            coalesce(sum(b.seats) filter (where b.status = 'waitlisted'), 0)::integer as waiting_seats,
-            count(*) filter (where b.status = 'offered')::integer as offered_count,
-            coalesce(sum(b.seats) filter (where b.status = 'offered'), 0)::integer as offered_seats,
-            coalesce(sum(b.seats) filter (where b.status in ('confirmed', 'offered')), 0)::integer as held
-        from public.bookings as b where b.event_id = q.event_id
-    ) as actual
-    cross join lateral (
-        select
-            sum(sb.taken)::integer as taken,
-            bool_or(sb.waitlist_open) as any_open,
-            bool_and(sb.waitlist_open) as all_open
-        from tessera.seat_blocks as sb where sb.event_id = q.event_id
-    ) as blocks
-    where (q.waiting_count, q.waiting_seats, q.offered_count, q.offered_seats)
-        is distinct from (actual.waiting_count, actual.waiting_seats, actual.offered_count, actual.offered_seats)
-        or blocks.taken is distinct from actual.held
-        or blocks.any_open is distinct from (q.waiting_count > 0)
-        or blocks.all_open is distinct from (q.waiting_count > 0)
-    $$,
+    'select * from tests.bookkeeping_disagreements()',
     'seat blocks, queue counters and the waitlist flag agree with the bookings'
 );
 

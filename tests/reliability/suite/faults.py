@@ -35,13 +35,12 @@ from tessera_client import (
     TesseraError,
     TimedOut,
     Unavailable,
-    connect,
 )
 from tessera_client._local.stack import LocalStack
-from tessera_client.reliability._harness import Caller, Database, dedicated_stack, quiet_driver
-from tessera_client.reliability._proxy import ReplyCuttingProxy
-from tessera_client.reliability._results import PartResult, sqlstate_of
-from tessera_client.reliability.torture import LedgerFollower, lost_connection, replay_ledger
+from tests.reliability.suite._harness import Caller, Database, dedicated_stack, quiet_driver
+from tests.reliability.suite._proxy import ReplyCuttingProxy
+from tests.reliability.suite._results import PartResult, sqlstate_of
+from tests.reliability.suite.torture import LedgerFollower, lost_connection, replay_ledger
 
 __all__ = [
     "run_kills_mid_transaction",
@@ -315,7 +314,9 @@ async def _time_out_one(database: Database, result: PartResult, stage: Stage, se
     info["options"] = f"-c {setting}=400ms"
     dsn = psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
     before = database.digest()
-    async with connect(dsn, retry=RetryPolicy(attempts=1), min_size=1, max_size=1) as client:
+    async with AsyncTessera.connect(
+        dsn, retry=RetryPolicy(attempts=1), min_size=1, max_size=1
+    ) as client:
         blocker = database.connect_admin("tessera-reliability-blocker")
         try:
             blocker.execute("begin")
@@ -362,7 +363,7 @@ async def _lost_replies(database: Database, result: PartResult, count: int) -> N
     retry = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05)
     _, event = _event(database, capacity=max(1, count // 2))
     try:
-        async with connect(dsn, retry=retry, min_size=1, max_size=1) as client:
+        async with AsyncTessera.connect(dsn, retry=retry, min_size=1, max_size=1) as client:
             for index in range(count):
                 [user] = database.create_users(1)
                 key = f"lost-reply-{index}" if index % 2 else None
@@ -479,7 +480,7 @@ async def _restart_load(
     # Patient enough to wait out a restart (a few seconds).
     retry = RetryPolicy(attempts=40, initial_delay=0.05, max_delay=0.5)
     duration = 1.5 * restarts + 1.0
-    async with connect(
+    async with AsyncTessera.connect(
         database.url("authenticator"), retry=retry, min_size=2, max_size=8, timeout=2.0
     ) as tessera:
 

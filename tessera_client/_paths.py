@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
 _BUNDLED = _PACKAGE / "_sql"  # filled by the wheel build (pyproject force-include)
 _SOURCE = _PACKAGE.parent / "supabase"
 

@@ -26,9 +26,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from tessera_client._identity import create_local_users
-from tessera_client._local.paths import bootstrap_sql
 from tessera_client._local.stack import LocalStack
+from tessera_client._paths import bootstrap_sql
+from tessera_client.local import create_local_users
 from tessera_client.migrations import apply_migrations
 
 __all__ = [

@@ -3,24 +3,11 @@
 -- public.events      what can be booked
 -- public.bookings    one row per booking request, waitlisted ones included
 -- public.ledger      append-only log of every state change; the realtime source
--- tessera.*          internal state PostgREST does not expose (seat blocks, queue counters)
+-- tessera.*          internal state PostgREST does not expose (seat blocks, queue counters,
+--                    rate limits)
 --
--- All writes go through the functions in the next migration; no API role gets table writes.
-
--- ===========================================================================================
--- Privileges: functions are not executable by PUBLIC unless granted one by one
--- ===========================================================================================
-alter default privileges for role postgres in schema public
-revoke execute on functions from public;
-alter default privileges for role postgres in schema public
-revoke execute on functions from anon, authenticated;
-
-create schema if not exists tessera;
-comment on schema tessera is
-'Tessera internals: helpers and bookkeeping. Not exposed through the API.';
-revoke all on schema tessera from public;
-alter default privileges for role postgres in schema tessera
-revoke execute on functions from public;
+-- All writes go through Tessera's functions; no API role gets table writes. Limits come from
+-- the constants in the foundation migration.
 
 -- ===========================================================================================
 -- Events
@@ -34,7 +21,7 @@ create table public.events (
     starts_at timestamptz not null,
     ends_at timestamptz,
     capacity integer not null,
-    max_seats_per_booking integer not null default 10,
+    max_seats_per_booking integer not null default tessera.default_max_seats_per_booking(),
     status text not null default 'published',
     sales_open_at timestamptz not null default now(),
     sales_close_at timestamptz not null,
@@ -42,24 +29,24 @@ create table public.events (
     waitlist_limit integer,
     waitlist_policy text not null default 'strict',
     promotion_mode text not null default 'auto',
-    offer_ttl interval not null default interval '24 hours',
+    offer_ttl interval not null default tessera.default_offer_ttl(),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     published_at timestamptz,
     cancelled_at timestamptz,
-    constraint events_title_length check (char_length(title) between 1 and 200),
-    constraint events_description_length check (char_length(description) <= 10000),
-    constraint events_venue_length check (char_length(venue) <= 500),
-    constraint events_capacity_range check (capacity between 1 and 1000000),
-    constraint events_max_seats_range check (max_seats_per_booking between 1 and 1000),
+    constraint events_title_length check (char_length(title) between 1 and tessera.max_title_length()),
+    constraint events_description_length check (char_length(description) <= tessera.max_description_length()),
+    constraint events_venue_length check (char_length(venue) <= tessera.max_venue_length()),
+    constraint events_capacity_range check (capacity between 1 and tessera.max_capacity()),
+    constraint events_max_seats_range check (max_seats_per_booking between 1 and tessera.max_party_size()),
     constraint events_status_known check (status in ('draft', 'published', 'cancelled')),
     constraint events_ends_after_start check (ends_at is null or ends_at >= starts_at),
     constraint events_sales_window check (sales_close_at > sales_open_at),
-    constraint events_waitlist_limit_range check (waitlist_limit between 0 and 10000000),
+    constraint events_waitlist_limit_range check (waitlist_limit between 0 and tessera.max_waitlist_limit()),
     constraint events_waitlist_policy_known check (waitlist_policy in ('strict', 'first_fit')),
     constraint events_promotion_mode_known check (promotion_mode in ('auto', 'offer')),
     constraint events_offer_ttl_range
-    check (offer_ttl between interval '1 minute' and interval '30 days')
+    check (offer_ttl between tessera.min_offer_ttl() and tessera.max_offer_ttl())
 );
 create index events_organizer_id_idx on public.events (organizer_id);
 create index events_starts_at_idx on public.events (starts_at) where status = 'published';
@@ -91,13 +78,13 @@ create table public.bookings (
     cancelled_at timestamptz,
     expired_at timestamptz,
     updated_at timestamptz not null default now(),
-    constraint bookings_seats_range check (seats between 1 and 1000),
+    constraint bookings_seats_range check (seats between 1 and tessera.max_party_size()),
     constraint bookings_status_known
     check (status in ('confirmed', 'waitlisted', 'offered', 'cancelled', 'expired')),
     constraint bookings_waitlisted_has_ticket
     check (status <> 'waitlisted' or queue_ticket is not null),
     constraint bookings_offer_has_expiry check (status <> 'offered' or offer_expires_at is not null),
-    constraint bookings_idempotency_key_length check (char_length(idempotency_key) between 1 and 200)
+    constraint bookings_idempotency_key_length check (char_length(idempotency_key) between 1 and tessera.max_idempotency_key_length())
 );
 
 -- Rule 5: at most one active booking per user per event (the loud guard behind the check
@@ -124,7 +111,7 @@ comment on table public.bookings is
 create sequence tessera.queue_tickets as bigint;
 
 -- ===========================================================================================
--- Seat blocks: an event's capacity split over up to 32 rows, so concurrent bookings of one
+-- Seat blocks: an event's capacity split over up to tessera.max_seat_blocks() rows, so concurrent bookings of one
 -- hot event lock different rows (FOR UPDATE SKIP LOCKED) instead of queueing on one.
 -- The check below is the second guard of rule 1: even a wrong locking protocol could not
 -- make taken exceed capacity without this statement failing.
@@ -191,7 +178,8 @@ comment on table public.ledger is
 
 create function tessera.ledger_is_append_only() returns trigger
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     raise exception using
@@ -203,7 +191,8 @@ $$;
 
 create function tessera.events_are_never_deleted() returns trigger
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     raise exception using
@@ -240,3 +229,59 @@ grant select on public.events, public.bookings, public.ledger to anon, authentic
 grant all on public.events, public.bookings, public.ledger to service_role;
 revoke all on all tables in schema tessera from public, anon, authenticated;
 revoke all on all sequences in schema tessera from public, anon, authenticated;
+
+-- ===========================================================================================
+-- Rate limit on book_event and cancel_booking
+--
+-- Configuration: one row per action in tessera.rate_limits (max_calls per window_seconds;
+-- defaults: tessera.default_rate_limit_calls() per tessera.default_rate_limit_window_seconds(),
+-- also used when the row is missing). Operators and service_role
+-- change it with plain SQL, e.g.
+--     update tessera.rate_limits set max_calls = 60 where action = 'book_event';
+-- A table rather than a GUC: service_role can change it without ALTER DATABASE, the value
+-- is transactional, and the hot path reads it with one primary key look-up.
+--
+-- Algorithm: a fixed window per user and action that opens at the first call, counted in
+-- one upsert on the (user, action) row. Each user has their own row, so users never wait
+-- on one another; a user's own concurrent calls queue on it briefly. It promises exactly
+-- "at most max_calls per window from the first call" with an exact retry time; the price
+-- against a token bucket is that a user may spend two windows back to back (2 x max_calls
+-- around a boundary), which is acceptable for an abuse guard.
+--
+-- Only calls that commit are counted: a call that fails (TS009 included) rolls its
+-- increment back with everything else, so a refused call changes nothing. Failing calls
+-- are bounded by the API gateway and the roles' statement_timeout instead.
+-- LOCK ORDER: book_event takes its usage row after the idempotency key lock (1) and before
+-- the event lock (2); cancel_booking takes its own after the exclusive event lock, since its
+-- first write must follow that lock (LEDGER ORDER). Each action has its own row and nothing
+-- else locks them, so the two orders never meet.
+-- ===========================================================================================
+create table tessera.rate_limits (
+    action text primary key,
+    max_calls integer not null,
+    window_seconds integer not null default tessera.default_rate_limit_window_seconds(),
+    updated_at timestamptz not null default now(),
+    constraint rate_limits_action_known check (action in ('book_event', 'cancel_booking')),
+    constraint rate_limits_max_calls_range check (max_calls between 1 and 1000000),
+    constraint rate_limits_window_range check (window_seconds between 1 and 86400)
+);
+comment on table tessera.rate_limits is
+'Per-user call limits of book_event and cancel_booking: max_calls per window_seconds.';
+insert into tessera.rate_limits (action, max_calls, window_seconds)
+values
+('book_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
+('cancel_booking', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds());
+
+create table tessera.rate_limit_usage (
+    user_id uuid not null,
+    action text not null,
+    window_started_at timestamptz not null,
+    calls integer not null,
+    primary key (user_id, action)
+) with (fillfactor = 70);  -- room for HOT updates: the counter changes on every call
+comment on table tessera.rate_limit_usage is
+'Calls of each user in their current rate limit window; one row per user and action.';
+
+revoke all on tessera.rate_limits, tessera.rate_limit_usage from public, anon, authenticated;
+grant select, insert, update, delete on tessera.rate_limits to service_role;
+grant select, delete on tessera.rate_limit_usage to service_role;

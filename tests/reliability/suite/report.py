@@ -1,7 +1,7 @@
 """Run every part of the reliability suite and write ``docs/reliability.md``.
 
 Example:
-    python -m tessera_client.reliability report --scale 1 --output docs/reliability.md
+    python -m tests.reliability.suite report --scale 1 --output docs/reliability.md
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tessera_client.reliability._harness import Database, Server, machine_description
-from tessera_client.reliability._results import PartResult
-from tessera_client.reliability._scale import Scale
+from tests.reliability.suite._harness import Database, Server, machine_description
+from tests.reliability.suite._results import PartResult
+from tests.reliability.suite._scale import Scale
 
 __all__ = ["PARTS", "Finding", "Run", "render", "run_parts"]
 
@@ -155,7 +155,7 @@ class Run:
 def _run_part(name: str, database: Database, scale: Scale, result: PartResult) -> None:
     # Imported here: each part pulls in hypothesis or the SDK only when it runs.
     if name == "model":
-        from tessera_client.reliability.modelcheck import run_model
+        from tests.reliability.suite.modelcheck import run_model
 
         run_model(
             database,
@@ -165,11 +165,11 @@ def _run_part(name: str, database: Database, scale: Scale, result: PartResult) -
             raise_on_failure=False,
         )
     elif name == "torture":
-        from tessera_client.reliability.torture import run_torture
+        from tests.reliability.suite.torture import run_torture
 
         run_torture(database, result, seconds=scale.torture_seconds, workers=scale.torture_workers)
     elif name == "kills-under-load":
-        from tessera_client.reliability.torture import run_torture
+        from tests.reliability.suite.torture import run_torture
 
         run_torture(
             database,
@@ -179,19 +179,19 @@ def _run_part(name: str, database: Database, scale: Scale, result: PartResult) -
             kill_every=0.05,
         )
     elif name == "kills-half-way":
-        from tessera_client.reliability.faults import run_kills_mid_transaction
+        from tests.reliability.suite.faults import run_kills_mid_transaction
 
         run_kills_mid_transaction(database, result, rounds=scale.timeout_rounds)
     elif name == "timeouts":
-        from tessera_client.reliability.faults import run_timeouts
+        from tests.reliability.suite.faults import run_timeouts
 
         run_timeouts(database, result, rounds=scale.timeout_rounds)
     elif name == "lost-replies":
-        from tessera_client.reliability.faults import run_lost_replies
+        from tests.reliability.suite.faults import run_lost_replies
 
         run_lost_replies(database, result, count=scale.lost_replies)
     elif name == "hostile":
-        from tessera_client.reliability.hostile import run_hostile
+        from tests.reliability.suite.hostile import run_hostile
 
         run_hostile(database, result, examples=scale.hostile_examples)
     else:
@@ -217,7 +217,7 @@ def run_parts(
         started = time.monotonic()
         try:
             if part.name == "restarts":
-                from tessera_client.reliability.faults import run_restarts
+                from tests.reliability.suite.faults import run_restarts
 
                 run_restarts(result, restarts=scale.restarts, clients=scale.restart_clients)
             else:
@@ -240,7 +240,7 @@ def run_parts(
 
 def known_findings(server: Server) -> list[Finding]:
     """Check each known finding again: is it still there?"""
-    from tessera_client.reliability.hostile import deleted_user_outcomes
+    from tests.reliability.suite.hostile import deleted_user_outcomes
 
     with server.database() as database:
         outcomes = deleted_user_outcomes(database)
@@ -276,9 +276,8 @@ def render(run: Run) -> str:
         "",
         "What Tessera's reliability suite did and found in one run: model-based tests against "
         "a reference model of the booking rules, concurrency torture, injected faults and "
-        "hostile input (issue 9). The suite and this page live in "
-        "`tessera_client/reliability/`; `tests/reliability/` runs the same parts at scale 1 "
-        "in CI.",
+        "hostile input (issue 9). The suite lives in `tests/reliability/suite/`; "
+        "`tests/reliability/` runs the same parts at scale 1 in CI.",
         "",
         f"- **Command:** `{run.command}`",
         f"- **Scale:** {scale:g} ({sizes}; `scripts/reliability` runs the long version and "
@@ -386,7 +385,7 @@ def render(run: Run) -> str:
         "",
         "```sh",
         "scripts/reliability                      # the long run (scale 10), rewrites this page",
-        "python -m tessera_client.reliability report --scale 1 --output docs/reliability.md",
+        "python -m tests.reliability.suite report --scale 1 --output docs/reliability.md",
         "TESSERA_RELIABILITY_SCALE=5 pytest tests/reliability   # the tests, bigger",
         "```",
         "",

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from tessera_client.reliability._harness import DOCUMENTED_SQLSTATES, Caller, Database
-from tessera_client.reliability._results import PartResult
+from tests.reliability.suite._harness import DOCUMENTED_SQLSTATES, Caller, Database
+from tests.reliability.suite._results import PartResult
 
 __all__ = [
     "DELETED_USER",

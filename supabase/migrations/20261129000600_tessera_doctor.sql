@@ -7,7 +7,7 @@ returns table (check_name text, event_id uuid, booking_id uuid, problem text)
 language plpgsql
 stable
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 begin
@@ -139,5 +139,6 @@ begin
 end
 $$;
 
-revoke execute on function public.check_invariants(uuid) from public, anon, authenticated;
 grant execute on function public.check_invariants(uuid) to service_role;
+comment on function public.check_invariants(uuid) is
+'Every broken invariant (oversell, counters, FIFO, ledger, orphans) with the ids involved; empty when healthy.';

@@ -10,39 +10,6 @@
 --
 -- No API role has INSERT / UPDATE / DELETE on any table: every change goes through a function.
 
--- ===========================================================================================
--- Privileges: tables created later in public give API roles nothing but what is granted
--- ===========================================================================================
-alter default privileges for role postgres in schema public
-revoke insert, update, delete, truncate, references, trigger on tables from anon, authenticated;
-alter default privileges for role postgres in schema public
-revoke all on sequences from anon, authenticated;
-alter default privileges for role postgres in schema tessera
-revoke all on tables from public, anon, authenticated;
-
--- PUBLIC's EXECUTE on new functions is a global default: a per-schema ALTER DEFAULT
--- PRIVILEGES cannot take it away, so the earlier migrations' functions still carry it.
--- Revoke it globally for what postgres creates from now on, and from every function already
--- in public and tessera (extension members excepted: their extension manages them). Each
--- function keeps the roles granted to it by name.
-alter default privileges for role postgres revoke execute on functions from public;
-do $revoke$
-declare
-    v_function regprocedure;
-begin
-    for v_function in
-        select p.oid::regprocedure from pg_catalog.pg_proc as p
-        where p.pronamespace in ('public'::regnamespace, 'tessera'::regnamespace)
-          and not exists (
-              select from pg_catalog.pg_depend as d
-              where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
-          )
-    loop
-        execute format('revoke execute on function %s from public', v_function);
-    end loop;
-end
-$revoke$;
-
 -- Bookings and the ledger hold user ids: anon has no business reading either table, so it
 -- gets a permission error rather than an empty result. Events: every column but the
 -- organizer's user id (anon clients must name the columns they select).
@@ -123,7 +90,7 @@ returns table (
 language plpgsql
 stable
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     perform tessera.managed_event(event_attendees.event_id);  -- TS001 unseen, 42501 not yours
@@ -135,6 +102,10 @@ begin
     order by coalesce(b.confirmed_at, b.offered_at), b.id;
 end
 $$;
+
+grant execute on function public.event_attendees(uuid) to authenticated, service_role;
+comment on function public.event_attendees(uuid) is
+'Confirmed and offered bookings of an event with attendee emails (organizer or service).';
 
 -- The waitlist of an event in queue order, with emails: organizer or service only.
 create function public.event_waitlist(event_id uuid)
@@ -150,7 +121,7 @@ returns table (
 language plpgsql
 stable
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     perform tessera.managed_event(event_waitlist.event_id);
@@ -165,6 +136,10 @@ begin
 end
 $$;
 
+grant execute on function public.event_waitlist(uuid) to authenticated, service_role;
+comment on function public.event_waitlist(uuid) is
+'The waitlist of an event in queue order with emails (organizer or service).';
+
 -- Every booking of the signed-in user, newest first. SECURITY INVOKER: RLS already allows
 -- exactly these rows (and the organizer's view of other people's, which the filter drops).
 create function public.my_bookings()
@@ -172,7 +147,7 @@ returns setof public.bookings
 language plpgsql
 stable
 security invoker
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_user uuid;
@@ -197,112 +172,9 @@ begin
 end
 $$;
 
--- ===========================================================================================
--- Rate limit on book_event and cancel_booking
---
--- Configuration: one row per action in tessera.rate_limits (max_calls per window_seconds;
--- default 30 per 60 s, also used when the row is missing). Operators and service_role
--- change it with plain SQL, e.g.
---     update tessera.rate_limits set max_calls = 60 where action = 'book_event';
--- A table rather than a GUC: service_role can change it without ALTER DATABASE, the value
--- is transactional, and the hot path reads it with one primary key look-up.
---
--- Algorithm: a fixed window per user and action that opens at the first call, counted in
--- one upsert on the (user, action) row. Each user has their own row, so users never wait
--- on one another; a user's own concurrent calls queue on it briefly. It promises exactly
--- "at most max_calls per window from the first call" with an exact retry time; the price
--- against a token bucket is that a user may spend two windows back to back (2 x max_calls
--- around a boundary), which is acceptable for an abuse guard.
---
--- Only calls that commit are counted: a call that fails (TS009 included) rolls its
--- increment back with everything else, so a refused call changes nothing. Failing calls
--- are bounded by the API gateway and the roles' statement_timeout instead.
--- LOCK ORDER: book_event takes its usage row after the idempotency key lock (1) and before
--- the event lock (2); cancel_booking takes its own after the exclusive event lock, since its
--- first write must follow that lock (LEDGER ORDER). Each action has its own row and nothing
--- else locks them, so the two orders never meet.
--- ===========================================================================================
-create table tessera.rate_limits (
-    action text primary key,
-    max_calls integer not null,
-    window_seconds integer not null default 60,
-    updated_at timestamptz not null default now(),
-    constraint rate_limits_action_known check (action in ('book_event', 'cancel_booking')),
-    constraint rate_limits_max_calls_range check (max_calls between 1 and 1000000),
-    constraint rate_limits_window_range check (window_seconds between 1 and 86400)
-);
-comment on table tessera.rate_limits is
-'Per-user call limits of book_event and cancel_booking: max_calls per window_seconds.';
-insert into tessera.rate_limits (action, max_calls, window_seconds)
-values ('book_event', 30, 60), ('cancel_booking', 30, 60);
-
-create table tessera.rate_limit_usage (
-    user_id uuid not null,
-    action text not null,
-    window_started_at timestamptz not null,
-    calls integer not null,
-    primary key (user_id, action)
-) with (fillfactor = 70);  -- room for HOT updates: the counter changes on every call
-comment on table tessera.rate_limit_usage is
-'Calls of each user in their current rate limit window; one row per user and action.';
-
-revoke all on tessera.rate_limits, tessera.rate_limit_usage from public, anon, authenticated;
-grant select, insert, update, delete on tessera.rate_limits to service_role;
-grant select, delete on tessera.rate_limit_usage to service_role;
-
--- Count one call of p_action for the signed-in caller, or raise TS009. Operators are not
--- limited. Called by book_event (after its idempotency check) and cancel_booking.
-create function tessera.enforce_rate_limit(p_action text) returns void
-language plpgsql
-set search_path = ''
-as $$
-declare
-    v_user uuid;
-    v_max integer;
-    v_seconds integer;
-    v_window interval;
-    v_retry integer;
-begin
-    if tessera.is_service() then
-        return;
-    end if;
-    v_user := tessera.current_user_id();
-    if v_user is null then
-        return;  -- the caller refuses anonymous calls itself
-    end if;
-    select rl.max_calls, rl.window_seconds into v_max, v_seconds
-    from tessera.rate_limits as rl where rl.action = p_action;
-    if not found then
-        v_max := 30;
-        v_seconds := 60;
-    end if;
-    v_window := pg_catalog.make_interval(secs => v_seconds);
-
-    insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
-    values (v_user, p_action, now(), 1)
-    on conflict (user_id, action) do update set
-        window_started_at = case
-            when u.window_started_at + v_window <= now() then now() else u.window_started_at
-        end,
-        calls = case when u.window_started_at + v_window <= now() then 1 else u.calls + 1 end
-    where u.window_started_at + v_window <= now() or u.calls < v_max;
-    if found then  -- a row was inserted or updated: the call is within the limit
-        return;
-    end if;
-
-    select pg_catalog.ceil(extract(epoch from u.window_started_at + v_window - now()))::integer
-    into v_retry
-    from tessera.rate_limit_usage as u
-    where u.user_id = v_user and u.action = p_action;
-    v_retry := greatest(coalesce(v_retry, 1), 1);
-    raise exception using
-        errcode = 'TS009',
-        message = format('too many %s calls', p_action),
-        detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
-            p_action, v_max, v_seconds, v_retry),
-        hint = format('Retry in %s seconds.', v_retry);
-end
-$$;
+grant execute on function public.my_bookings() to authenticated, service_role;
+comment on function public.my_bookings() is
+'Every booking of the signed-in user, newest first.';
 
 -- ===========================================================================================
 -- Realtime authorization (private channels). Tessera broadcasts from the database as the
@@ -364,10 +236,3 @@ $realtime$;
 -- ===========================================================================================
 -- Grants: every function above explicitly, helpers internal
 -- ===========================================================================================
-revoke execute on function public.event_attendees(uuid) from public, anon;
-revoke execute on function public.event_waitlist(uuid) from public, anon;
-revoke execute on function public.my_bookings() from public, anon;
-revoke execute on function tessera.enforce_rate_limit(text) from public, anon, authenticated;
-grant execute on function public.event_attendees(uuid) to authenticated, service_role;
-grant execute on function public.event_waitlist(uuid) to authenticated, service_role;
-grant execute on function public.my_bookings() to authenticated, service_role;

@@ -18,7 +18,8 @@
 -- Entries still reach direct subscribers through public.ledger_feed.
 create function tessera.publish_ledger_entry() returns trigger
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     if current_setting('tessera.realtime_broadcast', true) = 'off' then
@@ -61,30 +62,3 @@ $$;
 create trigger publish_ledger_entry
 after insert on public.ledger
 for each row execute function tessera.publish_ledger_entry();
-
--- The whole ledger after a position, for one trusted poller per process (service_role).
-create function public.ledger_feed(after_seq bigint default 0, max_rows integer default 1000)
-returns setof public.ledger
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-    if not tessera.is_service() then
-        raise exception using errcode = '42501', message = 'only operators may read the whole ledger';
-    end if;
-    if max_rows is null or max_rows not between 1 and 10000 then
-        raise exception using errcode = '22023', message = 'max_rows must be between 1 and 10000';
-    end if;
-    return query
-    select * from public.ledger as l
-    where l.seq > coalesce(after_seq, 0) and l.seq < tessera.ledger_horizon()
-    order by l.seq
-    limit max_rows;
-end
-$$;
-
-revoke execute on function public.ledger_feed(bigint, integer) from public, anon, authenticated;
-grant execute on function public.ledger_feed(bigint, integer) to service_role;
-revoke execute on function tessera.publish_ledger_entry() from public;

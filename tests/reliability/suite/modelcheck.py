@@ -5,7 +5,7 @@ its limit, strict or first-fit order, auto or offer promotion, draft or publishe
 users, then random calls: bookings (with and without idempotency keys, good and bad party
 sizes), cancellations, claims, capacity changes, offer deadlines passing, ``expire_offers``,
 publishing and cancelling events. Each call goes to the database (as PostgREST would make
-it) and to :class:`~tessera_client.reliability.model.BookingModel`; both must answer alike,
+it) and to :class:`~tests.reliability.suite.model.BookingModel`; both must answer alike,
 and after every step the status and waitlist position of every booking and the availability
 of every event must be equal. On a mismatch hypothesis shrinks the sequence to a short one.
 """
@@ -28,9 +28,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tessera_client.reliability._harness import Database
-from tessera_client.reliability._results import PartResult
-from tessera_client.reliability.model import (
+from tests.reliability.suite._harness import Database
+from tests.reliability.suite._results import PartResult
+from tests.reliability.suite.model import (
     ACTIVE,
     BookingModel,
     EventRules,

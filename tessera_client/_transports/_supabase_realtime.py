@@ -27,7 +27,7 @@ from realtime.types import BroadcastPayload, RealtimeChannelOptions
 
 from tessera_client._errors import PermissionDenied, Unavailable
 from tessera_client._identity import Identity
-from tessera_client._realtime import SharedReads, Sink, Topic
+from tessera_client._transports._notifier import SharedReads, Sink, Topic
 
 __all__ = ["SupabaseRealtime"]
 

@@ -1,4 +1,4 @@
--- Tessera booking core, part 2: the rules, as functions.
+-- Tessera booking core: the rules, as functions.
 --
 -- LOCK ORDER (every function below takes locks in this order, never the reverse, so
 -- concurrent book / cancel / claim / capacity changes / expiry cannot deadlock):
@@ -56,78 +56,12 @@ create type public.event_availability_result as (
 );
 
 -- ===========================================================================================
--- Identity helpers
+-- Who may see and manage an event (identity helpers: foundation migration)
 -- ===========================================================================================
-
--- The API role of the caller: the role PostgREST switched to, or the login role.
--- (current_user is the function owner inside SECURITY DEFINER functions.)
-create function tessera.caller_role() returns text
-language plpgsql stable
-set search_path = ''
-as $$
-begin
-    return (select coalesce(nullif(current_setting('role', true), 'none'), session_user)::text);
-end
-$$;
-
--- Operators: service_role, or a direct database login that is not an API role.
-create function tessera.is_service() returns boolean
-language plpgsql stable
-set search_path = ''
-as $$
-begin
-    return (select tessera.caller_role() not in ('anon', 'authenticated', 'authenticator'));
-end
-$$;
-
--- The user id in the request's JWT (sub), or null when absent or not a uuid. Read without
--- casting errors, so no exception block (a subtransaction) is needed on the hot path.
-create function tessera.current_user_id() returns uuid
-language plpgsql stable
-set search_path = ''
-as $$
-begin
-    return (select case
-            when tessera.caller_role() <> 'anon' and sub ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                then sub::uuid
-        end
-        from (
-            select coalesce(
-                nullif(current_setting('request.jwt.claim.sub', true), ''),
-                nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'
-            ) as sub
-        ) as claim);
-end
-$$;
-
--- The signed-in user, or 42501.
-create function tessera.require_user() returns uuid
-language plpgsql stable
-set search_path = ''
-as $$
-declare
-    v_user uuid := tessera.current_user_id();
-begin
-    if v_user is null then
-        raise exception using
-            errcode = '42501',
-            message = 'not signed in',
-            hint = 'Call this as a signed-in user (a JWT with a sub claim).';
-    end if;
-    -- A token outlives its user (deleted users keep valid JWTs until they expire).
-    if not exists (select 1 from auth.users as u where u.id = v_user) then
-        raise exception using
-            errcode = '42501',
-            message = 'unknown user',
-            hint = 'The signed-in user no longer exists; sign in again.';
-    end if;
-    return v_user;
-end
-$$;
-
 create function tessera.can_manage_event(p_event public.events) returns boolean
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     -- coalesce: without a signed-in user the comparison is null, which must mean no.
@@ -139,7 +73,8 @@ $$;
 -- An event the caller may see (published or cancelled: anyone; draft: its organizer), or TS001.
 create function tessera.visible_event(p_event_id uuid) returns public.events
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_event public.events;
@@ -158,7 +93,8 @@ $$;
 -- An event the caller organizes (or any, for service), or TS001 / 42501.
 create function tessera.managed_event(p_event_id uuid) returns public.events
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_event public.events := tessera.visible_event(p_event_id);
@@ -178,7 +114,8 @@ $$;
 -- ===========================================================================================
 create function tessera.event_lock_key(p_event_id uuid) returns bigint
 language plpgsql immutable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     return (select pg_catalog.hashtextextended('tessera.event:' || p_event_id::text, 0));
@@ -187,7 +124,8 @@ $$;
 
 create function tessera.lock_event_shared(p_event_id uuid) returns void
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     perform pg_catalog.pg_advisory_xact_lock_shared(tessera.event_lock_key(p_event_id));
@@ -196,7 +134,8 @@ $$;
 
 create function tessera.lock_event_exclusive(p_event_id uuid) returns void
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     perform pg_catalog.pg_advisory_xact_lock(tessera.event_lock_key(p_event_id));
@@ -205,7 +144,8 @@ $$;
 
 create function tessera.lock_all_blocks(p_event_id uuid) returns void
 language sql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
     select null::void from (
         select 1 from tessera.seat_blocks as sb
@@ -223,10 +163,11 @@ $$;
 -- few enough that a block still holds a typical party.
 create function tessera.block_count(p_capacity integer) returns integer
 language plpgsql immutable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
-    return (select greatest(1, least(32, p_capacity / 8)));
+    return greatest(1, least(tessera.max_seat_blocks(), p_capacity / tessera.min_seats_per_block()));
 end
 $$;
 
@@ -235,7 +176,8 @@ $$;
 create function tessera.layout_blocks(p_event_id uuid, p_capacity integer, p_taken integer)
 returns void
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_blocks integer := tessera.block_count(p_capacity);
@@ -254,7 +196,8 @@ $$;
 
 create function tessera.free_seats(p_event_id uuid) returns integer
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     return (select coalesce(sum(sb.capacity - sb.taken), 0)::integer
@@ -268,7 +211,8 @@ $$;
 -- Caller holds the event's exclusive lock, or every seat block.
 create function tessera.sync_waitlist_flag(p_event_id uuid) returns void
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_open boolean;
@@ -284,7 +228,8 @@ $$;
 -- that enough seats are free.
 create function tessera.take_seats_spanning(p_event_id uuid, p_seats integer) returns void
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_left integer := p_seats;
@@ -311,7 +256,8 @@ $$;
 -- Give p_seats back. Caller holds the event's exclusive lock.
 create function tessera.release_seats(p_event_id uuid, p_seats integer) returns void
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_left integer := p_seats;
@@ -344,7 +290,8 @@ $$;
 -- a smaller seq has ended. Readers never look at or above it.
 create function tessera.ledger_horizon() returns bigint
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     return (select (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint) << 24);
@@ -353,7 +300,8 @@ $$;
 
 create function tessera.next_ledger_seq() returns bigint
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_n integer := coalesce(nullif(current_setting('tessera.ledger_n', true), ''), '0')::integer + 1;
@@ -378,7 +326,8 @@ create function tessera.record(
     p_actor uuid default null
 ) returns bigint
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_seq bigint := tessera.next_ledger_seq();
@@ -409,7 +358,8 @@ $$;
 -- ===========================================================================================
 create function tessera.position_of(p_booking public.bookings) returns integer
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     return (select case when p_booking.status = 'waitlisted' then (
@@ -424,7 +374,8 @@ $$;
 create function tessera.to_result(p_booking public.bookings, p_position integer default null)
 returns public.booking_result
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 begin
     return (select row(
@@ -440,7 +391,8 @@ $$;
 create function tessera.next_to_promote(p_event public.events, p_free integer)
 returns public.bookings
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_next public.bookings;
@@ -485,7 +437,8 @@ $$;
 -- Caller holds the event's exclusive lock, or its shared lock plus every seat block.
 create function tessera.promote_waiting(p_event_id uuid) returns integer
 language plpgsql
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_event public.events;
@@ -555,7 +508,7 @@ create function public.create_event(
 ) returns public.events
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -564,26 +517,30 @@ declare
     v_problem text;
 begin
     v_problem := case
-        when title is null or char_length(title) not between 1 and 200
-            then 'title must be 1 to 200 characters'
-        when char_length(description) > 10000 then 'description must be at most 10000 characters'
-        when char_length(venue) > 500 then 'venue must be at most 500 characters'
-        when capacity is null or capacity not between 1 and 1000000
-            then 'capacity must be between 1 and 1000000'
+        when title is null or char_length(title) not between 1 and tessera.max_title_length()
+            then format('title must be 1 to %s characters', tessera.max_title_length())
+        when char_length(description) > tessera.max_description_length()
+            then format('description must be at most %s characters', tessera.max_description_length())
+        when char_length(venue) > tessera.max_venue_length()
+            then format('venue must be at most %s characters', tessera.max_venue_length())
+        when capacity is null or capacity not between 1 and tessera.max_capacity()
+            then format('capacity must be between 1 and %s', tessera.max_capacity())
         when starts_at is null then 'starts_at is required'
         when not isfinite(starts_at) or not isfinite(ends_at) or not isfinite(sales_open_at)
             or not isfinite(sales_close_at) then 'times must be finite'
         when ends_at < starts_at then 'ends_at must not be before starts_at'
-        when max_seats_per_booking is null or max_seats_per_booking not between 1 and 1000
-            then 'max_seats_per_booking must be between 1 and 1000'
-        when waitlist_limit not between 0 and 10000000
-            then 'waitlist_limit must be between 0 and 10000000'
+        when max_seats_per_booking is null
+            or max_seats_per_booking not between 1 and tessera.max_party_size()
+            then format('max_seats_per_booking must be between 1 and %s', tessera.max_party_size())
+        when waitlist_limit not between 0 and tessera.max_waitlist_limit()
+            then format('waitlist_limit must be between 0 and %s', tessera.max_waitlist_limit())
         when waitlist_policy is null or waitlist_policy not in ('strict', 'first_fit')
             then 'waitlist_policy must be strict or first_fit'
         when promotion_mode is null or promotion_mode not in ('auto', 'offer')
             then 'promotion_mode must be auto or offer'
-        when offer_ttl is null or offer_ttl not between interval '1 minute' and interval '30 days'
-            then 'offer_ttl must be between 1 minute and 30 days'
+        when offer_ttl is null
+            or offer_ttl not between tessera.min_offer_ttl() and tessera.max_offer_ttl()
+            then format('offer_ttl must be between %s and %s', tessera.min_offer_ttl(), tessera.max_offer_ttl())
         when coalesce(sales_close_at, starts_at) <= coalesce(sales_open_at, now())
             then 'the sales window must close after it opens'
     end;
@@ -612,102 +569,203 @@ begin
 end
 $$;
 
+grant execute on function public.create_event(
+    text, integer, timestamptz, timestamptz, text, text, integer, boolean, integer, text, text,
+    interval, timestamptz, timestamptz, boolean
+) to authenticated, service_role;
+comment on function public.create_event(
+    text, integer, timestamptz, timestamptz, text, text, integer, boolean, integer, text, text,
+    interval, timestamptz, timestamptz, boolean
+) is
+'Create an event as the signed-in organizer (published unless publish => false). Limits: the tessera.max_* constants.';
+
 -- ===========================================================================================
--- RPC: book_event
+-- Rate limit (configuration and algorithm: tessera.rate_limits in the tables migration)
 -- ===========================================================================================
-create function public.book_event(
-    event_id uuid, seats integer default 1, idempotency_key text default null
-) returns public.booking_result
+-- Count one call of p_action for the signed-in caller, or raise TS009. Operators are not
+-- limited. Called by book_event (after its idempotency check) and cancel_booking.
+create function tessera.enforce_rate_limit(p_action text) returns void
 language plpgsql
-security definer
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
-#variable_conflict use_variable
 declare
-    v_user uuid := tessera.require_user();
-    v_event public.events;
-    v_booking public.bookings;
-    v_block integer;
-    v_candidate integer;
-    v_waiting integer := 0;
-    v_position integer;
-    v_start integer := floor(random() * 32)::integer;  -- spreads bookers over the blocks
+    v_user uuid;
+    v_max integer;
+    v_seconds integer;
+    v_window interval;
+    v_retry integer;
 begin
-    if idempotency_key is not null and char_length(idempotency_key) not between 1 and 200 then
-        raise exception using errcode = '22023', message = 'idempotency_key must be 1 to 200 characters';
+    if tessera.is_service() then
+        return;
+    end if;
+    v_user := tessera.current_user_id();
+    if v_user is null then
+        return;  -- the caller refuses anonymous calls itself
+    end if;
+    select rl.max_calls, rl.window_seconds into v_max, v_seconds
+    from tessera.rate_limits as rl where rl.action = p_action;
+    if not found then
+        v_max := tessera.default_rate_limit_calls();
+        v_seconds := tessera.default_rate_limit_window_seconds();
+    end if;
+    v_window := pg_catalog.make_interval(secs => v_seconds);
+
+    insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
+    values (v_user, p_action, now(), 1)
+    on conflict (user_id, action) do update set
+        window_started_at = case
+            when u.window_started_at + v_window <= now() then now() else u.window_started_at
+        end,
+        calls = case when u.window_started_at + v_window <= now() then 1 else u.calls + 1 end
+    where u.window_started_at + v_window <= now() or u.calls < v_max;
+    if found then  -- a row was inserted or updated: the call is within the limit
+        return;
     end if;
 
-    -- 1. A retry with the same key returns the original booking and does nothing else.
-    if idempotency_key is not null then
-        perform pg_catalog.pg_advisory_xact_lock(
-            pg_catalog.hashtextextended('tessera.idem:' || v_user::text || ':' || idempotency_key, 0)
-        );
-        select * into v_booking from public.bookings as b
-        where b.user_id = v_user and b.idempotency_key = book_event.idempotency_key;
-        if found then
-            return tessera.to_result(v_booking);
-        end if;
+    select pg_catalog.ceil(extract(epoch from u.window_started_at + v_window - now()))::integer
+    into v_retry
+    from tessera.rate_limit_usage as u
+    where u.user_id = v_user and u.action = p_action;
+    v_retry := greatest(coalesce(v_retry, 1), 1);
+    raise exception using
+        errcode = 'TS009',
+        message = format('too many %s calls', p_action),
+        detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
+            p_action, v_max, v_seconds, v_retry),
+        hint = format('Retry in %s seconds.', v_retry);
+end
+$$;
+
+-- ===========================================================================================
+-- RPC: book_event, in named steps. Each step takes the next lock of the LOCK ORDER above:
+--   booking_by_key (1) -> enforce_rate_limit (usage row) -> open_event_for_booking (2,
+--   shared) -> ensure_no_active_booking (3) -> take_seat_fast (4, one block) or
+--   hold_every_block (4, all blocks) -> seat_booking / join_waitlist (5, queue row).
+-- ===========================================================================================
+
+-- Step 1: the booking an idempotency key already names, or null. Takes lock (1), so a
+-- concurrent retry with the same key waits here and then finds the first call's booking.
+create function tessera.booking_by_key(p_user uuid, p_key text) returns public.bookings
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_booking public.bookings;
+begin
+    if p_key is null then
+        return null;
     end if;
+    if pg_catalog.char_length(p_key) not between 1 and tessera.max_idempotency_key_length() then
+        raise exception using
+            errcode = '22023',
+            message = pg_catalog.format(
+                'idempotency_key must be 1 to %s characters', tessera.max_idempotency_key_length()
+            );
+    end if;
+    perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended('tessera.idem:' || p_user::pg_catalog.text || ':' || p_key, 0)
+    );
+    select * into v_booking from public.bookings as b
+    where b.user_id = p_user and b.idempotency_key = p_key;
+    return v_booking;
+end
+$$;
 
-    -- Rate limit (TS009), after the key check so a retry answered from its key costs nothing.
-    perform tessera.enforce_rate_limit('book_event');
-
-    -- 2. Shared event lock: many bookers at once; cancellations and capacity changes wait.
-    -- (Locking an id that names no event is harmless; the event is read once, under the lock.)
-    perform tessera.lock_event_shared(event_id);
-    v_event := tessera.visible_event(event_id);
-
-    if v_event.status <> 'published' or now() < v_event.sales_open_at
-        or now() >= v_event.sales_close_at then
+-- Step 2: the event, visible to the caller, selling now, and a party size it can seat
+-- (TS001, TS003, TS004). Takes lock (2) shared: many bookers at once; cancellations and
+-- capacity changes wait. (Locking an id that names no event is harmless.)
+create function tessera.open_event_for_booking(p_event_id uuid, p_seats integer)
+returns public.events
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_event public.events;
+    v_largest pg_catalog.int4;
+begin
+    perform tessera.lock_event_shared(p_event_id);
+    v_event := tessera.visible_event(p_event_id);
+    if v_event.status <> 'published' or pg_catalog.now() < v_event.sales_open_at
+        or pg_catalog.now() >= v_event.sales_close_at then
         raise exception using
             errcode = 'TS003',
             message = 'sales are closed for this event',
-            detail = format('event_id=%s status=%s', event_id, v_event.status),
+            detail = pg_catalog.format('event_id=%s status=%s', p_event_id, v_event.status),
             hint = case
-                when v_event.status = 'published' and now() < v_event.sales_open_at
-                    then format('Sales open at %s.', v_event.sales_open_at)
+                when v_event.status = 'published' and pg_catalog.now() < v_event.sales_open_at
+                    then pg_catalog.format('Sales open at %s.', v_event.sales_open_at)
                 when v_event.status = 'draft' then 'The event is not published yet.'
                 else 'Sales for this event have ended.'
             end;
     end if;
     -- A party larger than the event could never be seated and would block a strict queue.
-    if seats is null or seats < 1 or seats > least(v_event.max_seats_per_booking, v_event.capacity) then
+    v_largest := least(v_event.max_seats_per_booking, v_event.capacity);
+    if p_seats is null or p_seats < 1 or p_seats > v_largest then
         raise exception using
             errcode = 'TS004',
-            message = format('seats must be between 1 and %s',
-                least(v_event.max_seats_per_booking, v_event.capacity)),
-            detail = format('seats=%s', coalesce(seats::text, 'null'));
+            message = pg_catalog.format('seats must be between 1 and %s', v_largest),
+            detail = pg_catalog.format('seats=%s', coalesce(p_seats::pg_catalog.text, 'null'));
     end if;
+    return v_event;
+end
+$$;
 
-    -- 3. One active booking per user per event.
+-- Step 3: at most one active booking per user per event (TS005). Takes lock (3).
+create function tessera.ensure_no_active_booking(p_event_id uuid, p_user uuid) returns void
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_booking public.bookings;
+begin
     perform pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtextextended('tessera.user:' || v_user::text || ':' || event_id::text, 0)
+        pg_catalog.hashtextextended(
+            'tessera.user:' || p_user::pg_catalog.text || ':' || p_event_id::pg_catalog.text, 0
+        )
     );
     select * into v_booking from public.bookings as b
-    where b.event_id = book_event.event_id and b.user_id = v_user
+    where b.event_id = p_event_id and b.user_id = p_user
       and b.status in ('confirmed', 'waitlisted', 'offered');
     if found then
         raise exception using
             errcode = 'TS005',
             message = 'you already have an active booking for this event',
-            detail = format('booking_id=%s status=%s', v_booking.id, v_booking.status),
+            detail = pg_catalog.format('booking_id=%s status=%s', v_booking.id, v_booking.status),
             hint = 'Cancel the existing booking first.';
     end if;
+end
+$$;
 
-    -- 4a. Fast path: a block with room while nobody waits (waitlist_open is false on every
-    -- block then). First any such block no one else holds right now; else wait for one that
-    -- had room. Each attempt runs in a subtransaction: a row lock taken by an attempt that
-    -- then finds no room (a concurrent booker took it) is released by rolling the attempt
-    -- back, so we never wait for all blocks while holding one (that would deadlock with
-    -- another booker locking all blocks in order).
+-- Step 4a, the fast path: p_seats from one block with room while nobody waits
+-- (waitlist_open is false on every block then). Returns the block, or null when no single
+-- block has room. Takes lock (4) on one block: first any block with room no one else holds
+-- right now, else it waits for one that had room. Each attempt runs in a subtransaction:
+-- a row lock taken by an attempt that then finds no room (a concurrent booker took it) is
+-- released by rolling the attempt back, so a booker never waits for every block while
+-- holding one (that would deadlock with another booker locking every block in order).
+create function tessera.take_seat_fast(p_event_id uuid, p_seats integer) returns integer
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_blocks constant pg_catalog.int4 := tessera.max_seat_blocks();
+    v_start pg_catalog.int4 := pg_catalog.floor(pg_catalog.random() * v_blocks)::pg_catalog.int4;
+    v_block pg_catalog.int4;
+    v_candidate pg_catalog.int4;
+begin
     for attempt in 1..4 loop
         begin
-            update tessera.seat_blocks as sb set taken = sb.taken + seats
-            where sb.event_id = book_event.event_id and sb.block = (
+            update tessera.seat_blocks as sb set taken = sb.taken + p_seats
+            where sb.event_id = p_event_id and sb.block = (
                 select free.block from tessera.seat_blocks as free
-                where free.event_id = book_event.event_id
-                  and not free.waitlist_open and free.capacity - free.taken >= seats
-                order by (free.block + v_start) % 32
+                where free.event_id = p_event_id
+                  and not free.waitlist_open and free.capacity - free.taken >= p_seats
+                order by (free.block + v_start) % v_blocks
                 limit 1
                 for update skip locked
             )
@@ -721,16 +779,16 @@ begin
         exit when v_block is not null;
 
         select free.block into v_candidate from tessera.seat_blocks as free
-        where free.event_id = book_event.event_id
-          and not free.waitlist_open and free.capacity - free.taken >= seats
-        order by (free.block + v_start) % 32
+        where free.event_id = p_event_id
+          and not free.waitlist_open and free.capacity - free.taken >= p_seats
+        order by (free.block + v_start) % v_blocks
         limit 1;
-        exit when v_candidate is null;  -- no single block has room: decide below
+        exit when v_candidate is null;  -- no single block has room
         begin
             -- Wait for that block; the room condition is re-checked on its newest version.
-            update tessera.seat_blocks as sb set taken = sb.taken + seats
-            where sb.event_id = book_event.event_id and sb.block = v_candidate
-              and not sb.waitlist_open and sb.capacity - sb.taken >= seats
+            update tessera.seat_blocks as sb set taken = sb.taken + p_seats
+            where sb.event_id = p_event_id and sb.block = v_candidate
+              and not sb.waitlist_open and sb.capacity - sb.taken >= p_seats
             returning sb.block into v_block;
             if v_block is null then
                 raise no_data_found;
@@ -741,74 +799,143 @@ begin
         exit when v_block is not null;
         v_start := v_start + attempt;
     end loop;
-    if v_block is not null then
-        v_waiting := 0;  -- the block was open, so nobody waits until we commit
-    end if;
+    return v_block;
+end
+$$;
 
-    -- 4b. Slow path: hold every block, then decide with the whole event in view.
-    if v_block is null then
-        perform tessera.lock_all_blocks(event_id);
-        select q.waiting_count into v_waiting from tessera.event_queues as q
-        where q.event_id = book_event.event_id;
-        -- first_fit lets a party that fits go ahead of waiting parties that do not (and none
-        -- that fits is waiting: promotion always runs until nobody else fits).
-        if (v_waiting = 0 or v_event.waitlist_policy = 'first_fit')
-            and tessera.free_seats(event_id) >= seats then
-            perform tessera.take_seats_spanning(event_id, seats);
-            v_block := -1;
-        end if;
+-- Step 4b, the slow path: hold every block (lock 4, in block order), then decide with the
+-- whole event in view. Returns whether p_seats were taken, and how many bookings wait.
+-- first_fit lets a party that fits go ahead of waiting parties that do not (and none that
+-- fits is waiting: promotion always runs until nobody else fits).
+create function tessera.take_seats_holding_every_block(
+    p_event public.events, p_seats integer, out seated boolean, out waiting integer
+)
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform tessera.lock_all_blocks(p_event.id);
+    select q.waiting_count into waiting from tessera.event_queues as q
+    where q.event_id = p_event.id;
+    seated := (waiting = 0 or p_event.waitlist_policy = 'first_fit')
+        and tessera.free_seats(p_event.id) >= p_seats;
+    if seated then
+        perform tessera.take_seats_spanning(p_event.id, p_seats);
     end if;
+end
+$$;
 
-    if v_block is not null and v_waiting > 0 and v_event.promotion_mode = 'offer' then
-        -- Seated past a queue under the offer mode: held as an offer, like any promotion.
+-- Step 5a: the booking of seats already taken. Confirmed; or, when it was seated past a
+-- waiting queue under the offer mode, held as an offer like any promotion.
+create function tessera.seat_booking(
+    p_event public.events, p_user uuid, p_seats integer, p_key text, p_waiting integer
+) returns public.booking_result
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_booking public.bookings;
+begin
+    if p_waiting > 0 and p_event.promotion_mode = 'offer' then
         insert into public.bookings as b (
             event_id, user_id, seats, status, idempotency_key, offered_at, offer_expires_at
         ) values (
-            event_id, v_user, seats, 'offered', idempotency_key, now(), now() + v_event.offer_ttl
+            p_event.id, p_user, p_seats, 'offered', p_key, pg_catalog.now(),
+            pg_catalog.now() + p_event.offer_ttl
         ) returning * into v_booking;
         update tessera.event_queues as q
-        set offered_count = q.offered_count + 1, offered_seats = q.offered_seats + seats
-        where q.event_id = book_event.event_id;
-        perform tessera.record('offered', event_id, v_booking, null, '{}'::jsonb, v_waiting, v_user);
+        set offered_count = q.offered_count + 1, offered_seats = q.offered_seats + p_seats
+        where q.event_id = p_event.id;
+        perform tessera.record('offered', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, p_waiting, p_user);
         return tessera.to_result(v_booking);
     end if;
+    insert into public.bookings as b (
+        event_id, user_id, seats, status, idempotency_key, confirmed_at
+    ) values (p_event.id, p_user, p_seats, 'confirmed', p_key, pg_catalog.now())
+    returning * into v_booking;
+    perform tessera.record('booked', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, p_waiting, p_user);
+    return tessera.to_result(v_booking);
+end
+$$;
 
-    if v_block is not null then
-        insert into public.bookings as b (
-            event_id, user_id, seats, status, idempotency_key, confirmed_at
-        ) values (event_id, v_user, seats, 'confirmed', idempotency_key, now())
-        returning * into v_booking;
-        perform tessera.record('booked', event_id, v_booking, null, '{}'::jsonb, v_waiting, v_user);
-        return tessera.to_result(v_booking);
-    end if;
-
-    -- 5. Full (or people are waiting): join the waitlist, holding every block.
-    if not v_event.waitlist_enabled or v_waiting >= v_event.waitlist_limit then
+-- Step 5b: full (or people are waiting): join the waitlist (TS006 when it is off or full).
+-- Caller holds every seat block, which serialises joins: the newest ticket is last in line.
+create function tessera.join_waitlist(
+    p_event public.events, p_user uuid, p_seats integer, p_key text, p_waiting integer
+) returns public.booking_result
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_booking public.bookings;
+    v_position pg_catalog.int4 := p_waiting + 1;
+begin
+    if not p_event.waitlist_enabled or p_waiting >= p_event.waitlist_limit then
         raise exception using
             errcode = 'TS006',
-            message = case when v_event.waitlist_enabled then 'sold out and the waitlist is full'
+            message = case when p_event.waitlist_enabled then 'sold out and the waitlist is full'
                 else 'sold out' end,
-            detail = format('event_id=%s seats_available=%s waitlist_count=%s',
-                event_id, tessera.free_seats(event_id), v_waiting);
+            detail = pg_catalog.format('event_id=%s seats_available=%s waitlist_count=%s',
+                p_event.id, tessera.free_seats(p_event.id), p_waiting);
     end if;
     insert into public.bookings as b (
         event_id, user_id, seats, status, queue_ticket, idempotency_key, waitlisted_at
     ) values (
-        event_id, v_user, seats, 'waitlisted', nextval('tessera.queue_tickets'),
-        idempotency_key, now()
+        p_event.id, p_user, p_seats, 'waitlisted', pg_catalog.nextval('tessera.queue_tickets'),
+        p_key, pg_catalog.now()
     ) returning * into v_booking;
     update tessera.event_queues as q
-    set waiting_count = q.waiting_count + 1, waiting_seats = q.waiting_seats + seats
-    where q.event_id = book_event.event_id;
-    if v_waiting = 0 then
-        perform tessera.sync_waitlist_flag(event_id);  -- closes the fast path
+    set waiting_count = q.waiting_count + 1, waiting_seats = q.waiting_seats + p_seats
+    where q.event_id = p_event.id;
+    if p_waiting = 0 then
+        perform tessera.sync_waitlist_flag(p_event.id);  -- closes the fast path
     end if;
-    -- Joins are serialised by the block locks, so the newest ticket is last in line.
-    v_position := v_waiting + 1;
-    perform tessera.record('waitlisted', event_id, v_booking, v_position);
+    perform tessera.record('waitlisted', p_event.id, v_booking, v_position);
     return tessera.to_result(v_booking, v_position);
 end
 $$;
+
+create function public.book_event(
+    event_id uuid, seats integer default 1, idempotency_key text default null
+) returns public.booking_result
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_variable
+declare
+    v_user pg_catalog.uuid := tessera.require_user();
+    v_event public.events;
+    v_booking public.bookings;
+    v_slow record;
+begin
+    v_booking := tessera.booking_by_key(v_user, idempotency_key);
+    if v_booking.id is not null then
+        return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
+    end if;
+    -- TS009 after the key check, so a retry answered from its key costs nothing.
+    perform tessera.enforce_rate_limit('book_event');
+    v_event := tessera.open_event_for_booking(event_id, seats);
+    perform tessera.ensure_no_active_booking(event_id, v_user);
+
+    if tessera.take_seat_fast(event_id, seats) is not null then
+        -- The block was open, so nobody waits until this transaction commits.
+        return tessera.seat_booking(v_event, v_user, seats, idempotency_key, 0);
+    end if;
+    v_slow := tessera.take_seats_holding_every_block(v_event, seats);
+    if v_slow.seated then
+        return tessera.seat_booking(v_event, v_user, seats, idempotency_key, v_slow.waiting);
+    end if;
+    return tessera.join_waitlist(v_event, v_user, seats, idempotency_key, v_slow.waiting);
+end
+$$;
+
+grant execute on function public.book_event(uuid, integer, text) to authenticated, service_role;
+comment on function public.book_event(uuid, integer, text) is
+'Book seats for the signed-in user: confirmed while seats last, else waitlisted. Idempotent per key; rate limited.';
 
 -- ===========================================================================================
 -- RPC: cancel_booking
@@ -817,7 +944,8 @@ $$;
 -- The caller's own booking (any booking, for service), or TS002.
 create function tessera.own_booking(p_booking_id uuid) returns public.bookings
 language plpgsql stable
-set search_path = ''
+security invoker
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_booking public.bookings;
@@ -837,7 +965,7 @@ $$;
 create function public.cancel_booking(booking_id uuid) returns public.booking_result
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -880,13 +1008,17 @@ begin
 end
 $$;
 
+grant execute on function public.cancel_booking(uuid) to authenticated, service_role;
+comment on function public.cancel_booking(uuid) is
+'Cancel a booking (your own; any, for service). Freed seats go to the waitlist first.';
+
 -- ===========================================================================================
 -- RPC: claim_offer
 -- ===========================================================================================
 create function public.claim_offer(booking_id uuid) returns public.booking_result
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -915,13 +1047,17 @@ begin
 end
 $$;
 
+grant execute on function public.claim_offer(uuid) to authenticated, service_role;
+comment on function public.claim_offer(uuid) is
+'Turn your offered booking into a confirmed one before the offer expires.';
+
 -- ===========================================================================================
 -- RPC: expire_offers (service_role; scheduled by pg_cron where available)
 -- ===========================================================================================
 create function public.expire_offers() returns integer
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_events uuid[];
@@ -965,6 +1101,10 @@ begin
 end
 $$;
 
+grant execute on function public.expire_offers() to service_role;
+comment on function public.expire_offers() is
+'Expire every offer past its time and pass the seats on; returns how many expired. Operators only.';
+
 -- ===========================================================================================
 -- RPC: event_availability, waitlist_position
 -- ===========================================================================================
@@ -973,7 +1113,7 @@ returns public.event_availability_result
 language plpgsql
 stable
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -995,11 +1135,15 @@ begin
 end
 $$;
 
+grant execute on function public.event_availability(uuid) to anon, authenticated, service_role;
+comment on function public.event_availability(uuid) is
+'Capacity, seats confirmed, offered and available, waitlist size, status and last ledger seq of an event.';
+
 create function public.waitlist_position(booking_id uuid) returns integer
 language plpgsql
 stable
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -1024,6 +1168,10 @@ begin
 end
 $$;
 
+grant execute on function public.waitlist_position(uuid) to authenticated, service_role;
+comment on function public.waitlist_position(uuid) is
+'1-based position of a waiting booking in its queue (null when not waiting). Own bookings, or your events''.';
+
 -- ===========================================================================================
 -- RPC: organizer actions
 -- ===========================================================================================
@@ -1031,7 +1179,7 @@ create function public.set_event_capacity(event_id uuid, capacity integer)
 returns public.events
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -1039,8 +1187,9 @@ declare
     v_taken integer;
     v_old integer;
 begin
-    if capacity is null or capacity not between 1 and 1000000 then
-        raise exception using errcode = '22023', message = 'capacity must be between 1 and 1000000';
+    if capacity is null or capacity not between 1 and tessera.max_capacity() then
+        raise exception using errcode = '22023',
+            message = format('capacity must be between 1 and %s', tessera.max_capacity());
     end if;
     perform tessera.lock_event_exclusive(event_id);
     select * into v_event from public.events as e where e.id = event_id for update;
@@ -1081,10 +1230,14 @@ begin
 end
 $$;
 
+grant execute on function public.set_event_capacity(uuid, integer) to authenticated, service_role;
+comment on function public.set_event_capacity(uuid, integer) is
+'Change an event''s capacity (organizer). Growing promotes from the waitlist; never below seats held.';
+
 create function public.publish_event(event_id uuid) returns public.events
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -1107,10 +1260,14 @@ begin
 end
 $$;
 
+grant execute on function public.publish_event(uuid) to authenticated, service_role;
+comment on function public.publish_event(uuid) is
+'Publish a draft event (organizer). Publishing a published event changes nothing.';
+
 create function public.cancel_event(event_id uuid) returns public.events
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_variable
 declare
@@ -1147,70 +1304,9 @@ begin
 end
 $$;
 
--- ===========================================================================================
--- RPC: event_changes — the ledger after a position, never skipping a late commit
--- ===========================================================================================
-create function public.event_changes(
-    event_id uuid, after_seq bigint default 0, max_rows integer default 1000
-) returns setof public.ledger
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-#variable_conflict use_variable
-declare
-    v_event public.events := tessera.visible_event(event_id);
-    v_full boolean := tessera.can_manage_event(v_event);
-    v_user uuid := tessera.current_user_id();
-begin
-    if max_rows is null or max_rows not between 1 and 10000 then
-        raise exception using errcode = '22023', message = 'max_rows must be between 1 and 10000';
-    end if;
-    -- Everyone sees every position (availability moves with each); only the organizer and
-    -- the booking's own user see who it is about.
-    return query
-    select
-        l.seq, l.event_id,
-        case when v_full or l.user_id = v_user then l.booking_id end,
-        case when v_full or l.user_id = v_user then l.user_id end,
-        case when v_full then l.actor_id end,
-        l.kind, l.status, l.seats,
-        case when v_full or l.user_id = v_user then l.waitlist_position end,
-        case when v_full or l.user_id = v_user then l.offer_expires_at end,
-        l.seats_available, l.waitlist_count, l.event_status,
-        case when v_full then l.detail else l.detail - 'previous_status' end,
-        l.created_at
-    from public.ledger as l
-    where l.event_id = event_id
-      and l.seq > coalesce(after_seq, 0)
-      and l.seq < tessera.ledger_horizon()
-    order by l.seq
-    limit max_rows;
-end
-$$;
-
--- ===========================================================================================
--- Grants: API roles get exactly the RPCs; helpers stay internal
--- ===========================================================================================
-revoke execute on all functions in schema tessera from public;
-grant usage on schema tessera to service_role;
-
-grant execute on function public.create_event(
-    text, integer, timestamptz, timestamptz, text, text, integer, boolean, integer, text, text,
-    interval, timestamptz, timestamptz, boolean
-) to authenticated, service_role;
-grant execute on function public.book_event(uuid, integer, text) to authenticated, service_role;
-grant execute on function public.cancel_booking(uuid) to authenticated, service_role;
-grant execute on function public.claim_offer(uuid) to authenticated, service_role;
-grant execute on function public.expire_offers() to service_role;
-grant execute on function public.event_availability(uuid) to anon, authenticated, service_role;
-grant execute on function public.waitlist_position(uuid) to authenticated, service_role;
-grant execute on function public.set_event_capacity(uuid, integer) to authenticated, service_role;
-grant execute on function public.publish_event(uuid) to authenticated, service_role;
 grant execute on function public.cancel_event(uuid) to authenticated, service_role;
-grant execute on function public.event_changes(uuid, bigint, integer)
-to anon, authenticated, service_role;
+comment on function public.cancel_event(uuid) is
+'Cancel an event and every active booking of it (organizer).';
 
 -- ===========================================================================================
 -- Offers expire every minute where pg_cron is available (hosted Supabase: enable it first)

@@ -2,7 +2,7 @@
 
 Each part is a runner that takes a migrated database and a :class:`Scale` and returns a
 :class:`PartResult` (what it did, and every violation it found). The pytest suite in
-``tests/reliability`` runs them small; ``python -m tessera_client.reliability report`` runs
+``tests/reliability`` runs them small; ``python -m tests.reliability.suite report`` runs
 them at any scale and writes ``docs/reliability.md``.
 
 The runners use hypothesis, a development dependency of Tessera.
@@ -10,15 +10,15 @@ The runners use hypothesis, a development dependency of Tessera.
 
 from __future__ import annotations
 
-from tessera_client.reliability._harness import (
+from tests.reliability.suite._harness import (
     DOCUMENTED_SQLSTATES,
     Caller,
     Database,
     Server,
     dedicated_stack,
 )
-from tessera_client.reliability._results import PartResult
-from tessera_client.reliability._scale import SCALE_VARIABLE, Scale
+from tests.reliability.suite._results import PartResult
+from tests.reliability.suite._scale import SCALE_VARIABLE, Scale
 
 __all__ = [
     "DOCUMENTED_SQLSTATES",

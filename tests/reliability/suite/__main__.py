@@ -1,4 +1,4 @@
-"""``python -m tessera_client.reliability report``: run the suite, write docs/reliability.md."""
+"""``python -m tests.reliability.suite report``: run the suite, write docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from tessera_client.reliability._scale import SCALE_VARIABLE, Scale
-from tessera_client.reliability.report import PARTS, report
+from tests.reliability.suite._scale import SCALE_VARIABLE, Scale
+from tests.reliability.suite.report import PARTS, report
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, and return the exit code (1 when a violation was found)."""
     args_given = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
-        prog="python -m tessera_client.reliability",
+        prog="python -m tests.reliability.suite",
         description="Tessera's reliability suite: model checks, torture, faults, hostile input.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(args_given)
     if not args.scale > 0:
         parser.error("--scale must be positive")
-    command = shlex.join(["python", "-m", "tessera_client.reliability", *args_given])
+    command = shlex.join(["python", "-m", "tests.reliability.suite", *args_given])
     to_stdout = str(args.output) == "-"
     outcome = report(
         Scale(args.scale),
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         db_url=args.db_url,
     )
     if to_stdout:
-        from tessera_client.reliability.report import render
+        from tests.reliability.suite.report import render
 
         print(render(outcome))
     return 1 if outcome.violations else 0

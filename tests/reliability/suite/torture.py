@@ -29,8 +29,8 @@ from typing import Any
 
 import psycopg
 
-from tessera_client.reliability._harness import Caller, Database, quiet_driver
-from tessera_client.reliability._results import PartResult
+from tests.reliability.suite._harness import Caller, Database, quiet_driver
+from tests.reliability.suite._results import PartResult
 
 __all__ = [
     "EXPECTED_REFUSALS",

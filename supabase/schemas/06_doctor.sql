@@ -1,0 +1,144 @@
+-- Tessera invariant checks, used by `tessera doctor`, the benchmarks and the reliability
+-- suite. Each check returns the ids involved in every problem it finds; an empty result is a
+-- healthy database. The checks read everything (no locks) and are for operators only.
+
+create function public.check_invariants(only_event uuid default null)
+returns table (check_name text, event_id uuid, booking_id uuid, problem text)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+begin
+    if not tessera.is_service() then
+        raise exception using errcode = '42501', message = 'only operators may check invariants';
+    end if;
+
+    -- 1. Never oversold.
+    return query
+    select 'no_oversell', e.id, null::uuid,
+        format('%s seats held for capacity %s', held.seats, e.capacity)
+    from public.events as e
+    cross join lateral (
+        select coalesce(sum(b.seats), 0) as seats from public.bookings as b
+        where b.event_id = e.id and b.status in ('confirmed', 'offered')
+    ) as held
+    where (only_event is null or e.id = only_event) and held.seats > e.capacity;
+
+    -- 2. Counters agree with rows.
+    return query
+    select 'counters_agree', e.id, null::uuid, format(
+        'blocks: capacity %s taken %s open %s; queue: waiting %s/%s seats, offered %s/%s seats; '
+        || 'rows: capacity %s held %s waiting %s/%s offered %s/%s',
+        blk.capacity, blk.taken, blk.open, q.waiting_count, q.waiting_seats, q.offered_count,
+        q.offered_seats, e.capacity, r.held, r.waiting, r.waiting_seats, r.offered, r.offered_seats
+    )
+    from public.events as e
+    join tessera.event_queues as q on q.event_id = e.id
+    cross join lateral (
+        select sum(sb.capacity) as capacity, sum(sb.taken) as taken,
+            bool_or(sb.waitlist_open) as open, bool_and(sb.waitlist_open) as all_open
+        from tessera.seat_blocks as sb where sb.event_id = e.id
+    ) as blk
+    cross join lateral (
+        select
+            coalesce(sum(b.seats) filter (where b.status in ('confirmed', 'offered')), 0) as held,
+            count(*) filter (where b.status = 'waitlisted') as waiting,
+            coalesce(sum(b.seats) filter (where b.status = 'waitlisted'), 0) as waiting_seats,
+            count(*) filter (where b.status = 'offered') as offered,
+            coalesce(sum(b.seats) filter (where b.status = 'offered'), 0) as offered_seats
+        from public.bookings as b where b.event_id = e.id
+    ) as r
+    where (only_event is null or e.id = only_event)
+      and (
+          blk.capacity is distinct from e.capacity
+          or blk.taken is distinct from r.held
+          or q.waiting_count <> r.waiting or q.waiting_seats <> r.waiting_seats
+          or q.offered_count <> r.offered or q.offered_seats <> r.offered_seats
+          or blk.open <> blk.all_open
+          or blk.open <> (r.waiting > 0)
+      );
+
+    -- 3. One active booking per user per event.
+    return query
+    select 'one_active_booking', b.event_id, min(b.id::text)::uuid,
+        format('user %s has %s active bookings', b.user_id, count(*))
+    from public.bookings as b
+    where b.status in ('confirmed', 'waitlisted', 'offered')
+      and (only_event is null or b.event_id = only_event)
+    group by b.event_id, b.user_id
+    having count(*) > 1;
+
+    -- 4. Waiting bookings have distinct tickets (positions 1..n derive from them), and under
+    --    the strict policy nobody promoted from the queue is behind someone still waiting.
+    return query
+    select 'waitlist_positions', b.event_id, b.id, 'waiting booking without a unique ticket'
+    from public.bookings as b
+    where b.status = 'waitlisted' and (only_event is null or b.event_id = only_event)
+      and (b.queue_ticket is null or (b.event_id, b.queue_ticket) in (
+          select d.event_id, d.queue_ticket from public.bookings as d
+          where d.queue_ticket is not null and (only_event is null or d.event_id = only_event)
+          group by d.event_id, d.queue_ticket
+          having count(*) > 1
+      ));
+    return query
+    select 'waitlist_fifo', b.event_id, b.id,
+        format('promoted with ticket %s while ticket %s still waits', b.queue_ticket, head.ticket)
+    from public.bookings as b
+    join public.events as e on e.id = b.event_id and e.waitlist_policy = 'strict'
+    cross join lateral (
+        select min(w.queue_ticket) as ticket from public.bookings as w
+        where w.event_id = b.event_id and w.status = 'waitlisted'
+    ) as head
+    where (only_event is null or b.event_id = only_event)
+      and b.queue_ticket is not null and b.status in ('confirmed', 'offered', 'expired')
+      and b.queue_ticket > head.ticket;
+
+    -- 5. Nobody waits while seats they fit are free (promotion ran to the end).
+    return query
+    select 'waitlist_served', e.id, w.id,
+        format('%s seats free while a party of %s waits', free.seats, w.seats)
+    from public.events as e
+    cross join lateral (
+        select coalesce(sum(sb.capacity - sb.taken), 0) as seats
+        from tessera.seat_blocks as sb where sb.event_id = e.id
+    ) as free
+    cross join lateral (
+        select b.id, b.seats from public.bookings as b
+        where b.event_id = e.id and b.status = 'waitlisted'
+          and (e.waitlist_policy = 'first_fit' or b.queue_ticket = (
+              select min(h.queue_ticket) from public.bookings as h
+              where h.event_id = e.id and h.status = 'waitlisted'
+          ))
+          and b.seats <= free.seats
+        order by b.queue_ticket
+        limit 1
+    ) as w
+    where e.status = 'published' and (only_event is null or e.id = only_event);
+
+    -- 6. The ledger is complete: replaying a booking's entries gives its current status.
+    return query
+    select 'ledger_complete', b.event_id, b.id,
+        format('status %s but last ledger entry says %s', b.status,
+            coalesce(last_entry.status, 'nothing'))
+    from public.bookings as b
+    left join lateral (
+        select l.status from public.ledger as l
+        where l.booking_id = b.id order by l.seq desc limit 1
+    ) as last_entry on true
+    where (only_event is null or b.event_id = only_event)
+      and last_entry.status is distinct from b.status;
+
+    -- 7. Nothing refers to an event that does not exist.
+    return query
+    select 'no_orphans', b.event_id, b.id, 'booking of a missing event'
+    from public.bookings as b
+    where (only_event is null or b.event_id = only_event)
+      and not exists (select 1 from public.events as e where e.id = b.event_id);
+end
+$$;
+
+grant execute on function public.check_invariants(uuid) to service_role;
+comment on function public.check_invariants(uuid) is
+'Every broken invariant (oversell, counters, FIFO, ledger, orphans) with the ids involved; empty when healthy.';
