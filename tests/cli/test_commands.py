@@ -139,27 +139,3 @@ def test_dev_up_status_down(monkeypatch: pytest.MonkeyPatch) -> None:
 
         LocalStack(root / "stack").destroy()
         os.rmdir(root)
-
-
-def test_watch_follows_an_event_until_it_is_cancelled(db: TestDatabase, event: str) -> None:
-    import subprocess
-    import sys
-    import time
-
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "tessera_client.cli", "watch", event, "--db-url", db.url()],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "120", "LINES": "40"},
-    )  # fmt: skip
-    try:
-        time.sleep(2.0)  # subscribed
-        as_json(db, "book", event, "--as", "ada@example.test")
-        as_json(db, "book", event, "--as", "bob@example.test")
-        time.sleep(0.5)
-        as_json(db, "events", "cancel", event)
-        output, _ = watcher.communicate(timeout=20)
-    finally:
-        watcher.kill()
-    assert watcher.returncode == 0, output
-    assert "waitlisted" in output and "event_cancelled" in output
-    assert "watch ended" in output
