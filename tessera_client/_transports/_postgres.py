@@ -63,6 +63,16 @@ _BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
 _CONNECTION_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
+# libpq's words for a login the server refused (its connection errors carry no SQLSTATE).
+_LOGIN_REJECTED = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    'role "',
+    "password supplied",
+    "SCRAM authentication",
+)
+
+
 class PostgresTransport:
     """Calls Tessera's functions over a psycopg connection pool.
 
@@ -114,14 +124,39 @@ class PostgresTransport:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the pool and wait for its first connections."""
+        """Open the pool and wait for its first connections.
+
+        Raises:
+            AuthenticationFailed: The server rejected the login; permanent, so not retried.
+            Unavailable: No connection within the timeout.
+        """
         if self._opened:
             return
+        await self._check_login()
         self._opened = True
         try:
             await self._pool.open(wait=True, timeout=self._timeout)
         except PoolTimeout as exc:
             raise Unavailable("could not connect to the database", detail=str(exc)) from exc
+
+    async def _check_login(self) -> None:
+        """Log in once, directly: a wrong password fails now, in one error, instead of the
+        pool retrying it in the background until its timeout."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn, connect_timeout=max(1, round(self._timeout))
+            )
+        except psycopg.OperationalError as exc:
+            reasons = [line for line in str(exc).splitlines() if line.strip()]
+            reason = reasons[-1].rsplit("failed:", 1)[-1].strip() if reasons else str(exc)
+            if (exc.sqlstate or "").startswith("28") or any(
+                marker in reason for marker in _LOGIN_REJECTED
+            ):
+                raise AuthenticationFailed(
+                    "the database rejected the login", detail=reason
+                ) from exc
+            raise Unavailable("could not connect to the database", detail=reason) from exc
+        await conn.close()
 
     async def close(self) -> None:
         """Stop the realtime poller and close the pool."""

@@ -15,6 +15,7 @@ from tessera_client.cli._common import (
     new_table,
     print_json,
     resolve_db_url,
+    resolve_id,
 )
 
 # The checks public.check_invariants() runs, in its order, with what each one promises.
@@ -50,7 +51,7 @@ def run_checks(db_url: str, event_id: uuid.UUID | None = None) -> list[dict[str,
 
 @handle_errors
 def doctor(
-    event: str | None = typer.Option(None, help="Check only this event."),
+    event: str | None = typer.Option(None, help="Check only this event (id or prefix)."),
     db_url: DbUrl = None,
     json_out: JsonOut = False,
 ) -> None:
@@ -58,7 +59,7 @@ def doctor(
 
     Example: tessera doctor --json
     """
-    event_id = uuid.UUID(event) if event else None
+    event_id = resolve_id(db_url, "event", event) if event else None
     problems = run_checks(resolve_db_url(db_url), event_id)
     if json_out:
         print_json({"ok": not problems, "problems": problems})

@@ -22,6 +22,7 @@ from tessera_client.cli._common import (
     as_data,
     connect_db,
     console,
+    err_console,
     handle_errors,
     id_column,
     resolve_db_url,
@@ -95,6 +96,11 @@ async def _watch(db_url: str, event_id: uuid.UUID, rows: int, json_out: bool) ->
                 console.print("the event is cancelled; nothing more to watch")
             return
         if json_out or not console.is_terminal:  # piped, logged or --json: one line per change
+            err_console.print(
+                f"watching {event.title!r} ({event.id}) after seq {numbers.last_seq};"
+                " it ends when the event is cancelled",
+                soft_wrap=True, highlight=False, markup=False,
+            )  # fmt: skip
             async for change in service.watch_event(event_id, after_seq=numbers.last_seq):
                 _emit(change, json_out)
             if not json_out:
