@@ -11,6 +11,7 @@ test_apt_packages=(
     postgresql-15-plpgsql-check           # plpgsql_check, used by `supabase db lint`
     postgresql-15-cron                    # pg_cron, offer expiry on the local stack
     pgbouncer                             # transaction-pooling tests
+    chromium                              # browser tests of the example booking page
 )
 
 install_test_tools() {
@@ -64,6 +65,7 @@ verify_test_tools() {
     check postgresql-15-plpgsql-check test -f "$ext/plpgsql_check.control"
     check postgresql-15-cron test -f "$ext/pg_cron.control"
     check pgbouncer "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" --version
+    check chromium chromium --version
     local want
     want="$(pinned_supabase_cli)"
     if [ "$(node_modules/.bin/supabase --version 2>/dev/null)" != "$want" ]; then
@@ -74,5 +76,5 @@ verify_test_tools() {
         printf '  - %s\n' "${problems[@]}" >&2
         exit 1
     fi
-    echo "==> test tools verified: PostgreSQL 15, pg_prove, pgTAP, plpgsql_check, pg_cron, PgBouncer, Supabase CLI $want"
+    echo "==> test tools verified: PostgreSQL 15, pg_prove, pgTAP, plpgsql_check, pg_cron, PgBouncer, Chromium, Supabase CLI $want"
 }

@@ -22,6 +22,8 @@ from tessera_client._errors import (
     InvalidParameter,
     OutcomeUnknown,
     PermissionDenied,
+    SchemaMismatch,
+    TesseraError,
     TransactionConflict,
     Unavailable,
 )
@@ -56,11 +58,13 @@ _EVENT_COLUMNS = (
     "updated_at", "published_at", "cancelled_at",
 )  # fmt: skip
 _PUBLIC_EVENT_COLUMNS = tuple(column for column in _EVENT_COLUMNS if column != "organizer_id")
+# Columns of public.bookings; idempotency keys (maybe order ids) only the service role reads
+# directly (users read their own through my_bookings).
 _BOOKING_COLUMNS = (
     "id", "event_id", "user_id", "status", "seats", "created_at", "offer_expires_at",
     "confirmed_at", "waitlisted_at", "offered_at", "cancelled_at", "expired_at",
-    "idempotency_key",
 )  # fmt: skip
+_SERVICE_BOOKING_COLUMNS = (*_BOOKING_COLUMNS, "idempotency_key")
 
 _Item = TypeVar("_Item")
 
@@ -89,6 +93,19 @@ def _page(
         start = ids.index(after) + 1 if after in ids else len(items)
     end = None if limit is None else start + limit
     return list(items[start:end])
+
+
+# What the server says when public.tessera_schema_version() does not exist.
+_MISSING_FUNCTION_CODES = frozenset({"42883", "PGRST202"})
+
+
+class _SchemaCheck:
+    """Whether the database's schema version has been checked; shared with scoped clients."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self) -> None:
+        self.passed = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +149,13 @@ class AsyncTessera:
         ...     booking = await alice.as_user(bob_id).book(event.id, seats=2)
     """
 
+    SCHEMA_VERSION = 1
+    """The oldest ``public.tessera_schema_version()`` this SDK works with.
+
+    A client checks it on its first call (once, shared with the clients it scopes) and
+    raises :class:`SchemaMismatch` when the database is older or has no such function.
+    """
+
     def __init__(
         self,
         transport: Transport,
@@ -144,6 +168,7 @@ class AsyncTessera:
         self._identity = identity or transport.anonymous_identity()
         self._retry = retry or RetryPolicy()
         self._owns_transport = owns_transport
+        self._schema = _SchemaCheck()
 
     # -- factories ------------------------------------------------------------------------
 
@@ -248,34 +273,45 @@ class AsyncTessera:
         return self._transport
 
     def _scoped(self, identity: Identity) -> AsyncTessera:
-        return AsyncTessera(self._transport, identity, retry=self._retry, owns_transport=False)
+        scoped = AsyncTessera(self._transport, identity, retry=self._retry, owns_transport=False)
+        scoped._schema = self._schema
+        return scoped
 
     def as_user(self, user: uuid.UUID | str, *, email: str | None = None) -> AsyncTessera:
         """A client acting as a signed-in user.
 
+        The type of ``user`` says how far it is trusted:
+
+        - a :class:`uuid.UUID` is a user id your server already trusts (a background job, an
+          admin tool, tests); nothing is checked;
+        - a :class:`str` is always an access token (a JWT), never an id: with ``jwt_secret``
+          its signature, expiry and audience are verified, and a string that is not a valid
+          JWT (a bare user id included) is refused. Pass what a request's
+          ``Authorization: Bearer …`` header carries here, never ``UUID(header)``.
+
         Args:
-            user: The user's id, or an access token (a JWT) of the user.
+            user: The user's id as a UUID, or an access token of the user.
             email: Put in the claims when ``user`` is an id (``auth.email()``).
 
         Returns:
             A client sharing this one's connections.
 
         Raises:
-            AuthenticationFailed: The token did not verify.
+            AuthenticationFailed: ``user`` is a string that is not a valid token, or did not
+                verify.
+            TypeError: ``user`` is neither a UUID nor a string.
             ValueError: The transport cannot act as a user from an id alone (Supabase
                 without ``jwt_secret``).
 
         Example:
-            >>> bob = tessera.as_user(bob_id)
+            >>> bob = tessera.as_user(bob_id)  # a uuid.UUID the server trusts
             >>> carol = tessera.as_user(request.headers["Authorization"].removeprefix("Bearer "))
         """
         if isinstance(user, uuid.UUID):
             return self._scoped(self._transport.user_identity(user, email))
-        try:
-            user_id = uuid.UUID(user)
-        except ValueError:
+        if isinstance(user, str):
             return self._scoped(self._transport.token_identity(user))
-        return self._scoped(self._transport.user_identity(user_id, email))
+        raise TypeError(f"as_user() takes a uuid.UUID or a token string, not {type(user).__name__}")
 
     def as_service(self) -> AsyncTessera:
         """A client acting as ``service_role``: an operator that may manage every event.
@@ -353,6 +389,38 @@ class AsyncTessera:
             await asyncio.sleep(self._retry.delay(retry))
             retry += 1
 
+    async def _check_schema(self) -> None:
+        """Raise :class:`SchemaMismatch` unless the database's schema is recent enough."""
+        transport = self._transport
+        try:
+            version = await self._retrying(
+                lambda: transport.call(
+                    transport.anonymous_identity(),
+                    "tessera_schema_version",
+                    {},
+                    returns="scalar",
+                    read_only=True,
+                ),
+                idempotent=True,
+            )
+        except TesseraError as exc:
+            if exc.code not in _MISSING_FUNCTION_CODES:
+                raise
+            raise SchemaMismatch(
+                "the database has no public.tessera_schema_version(): its Tessera schema "
+                "predates this SDK",
+                code=exc.code,
+                detail=exc.message,
+                hint="Apply Tessera's migrations (tessera db migrate, or supabase db push).",
+            ) from exc
+        if int(version) < self.SCHEMA_VERSION:
+            raise SchemaMismatch(
+                detail=f"database schema version {version}; this SDK needs "
+                f"{self.SCHEMA_VERSION} or newer",
+                hint="Apply Tessera's migrations (tessera db migrate, or supabase db push).",
+            )
+        self._schema.passed = True
+
     async def _call(
         self,
         function: str,
@@ -363,6 +431,8 @@ class AsyncTessera:
         idempotent: bool | None = None,
     ) -> Any:
         """Call ``public.function``; arguments that are ``None`` are left to SQL defaults."""
+        if not self._schema.passed:
+            await self._check_schema()
         given = {name: value for name, value in args.items() if value is not None}
         _require_aware(given.items())
         return await self._retrying(
@@ -375,7 +445,16 @@ class AsyncTessera:
     def _event_columns(self) -> tuple[str, ...]:
         return _PUBLIC_EVENT_COLUMNS if self._identity.role == "anon" else _EVENT_COLUMNS
 
+    def _booking_columns(self) -> tuple[str, ...]:
+        return (
+            _SERVICE_BOOKING_COLUMNS
+            if self._identity.role == "service_role"
+            else (_BOOKING_COLUMNS)
+        )
+
     async def _select(self, query: Select) -> list[Mapping[str, Any]]:
+        if not self._schema.passed:
+            await self._check_schema()
         _require_aware((f.column, f.value) for f in query.filters)
         return await self._retrying(
             lambda: self._transport.select(self._identity, query), idempotent=True
@@ -896,7 +975,7 @@ class AsyncTessera:
         for state in sorted(states) or [""]:
             more = [Filter("status", "eq", state)] if state else []
             rows = await self._select(
-                Select("bookings", _BOOKING_COLUMNS, (*filters, *more),
+                Select("bookings", self._booking_columns(), (*filters, *more),
                        order=(("created_at", False), ("id", False)), limit=limit, after=cursor)
             )  # fmt: skip
             pages.extend(Booking.from_row(row) for row in rows)
@@ -913,7 +992,7 @@ class AsyncTessera:
             >>> booking = await bob.get_booking(booking_id)
         """
         rows = await self._select(
-            Select("bookings", _BOOKING_COLUMNS, (Filter("id", "eq", booking_id),), limit=1)
+            Select("bookings", self._booking_columns(), (Filter("id", "eq", booking_id),), limit=1)
         )
         if not rows:
             raise BookingNotFound("booking not found", detail=f"booking_id={booking_id}")

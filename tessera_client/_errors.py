@@ -13,6 +13,7 @@ Every error keeps the four fields PostgreSQL and PostgREST report: ``code`` (the
     ├── InvalidTransition         TS007
     ├── CapacityConflict          TS008
     ├── RateLimited               TS009
+    ├── IdempotencyConflict       TS010
     ├── InvalidParameter          22023, and any other class 22 (data exception)
     ├── PermissionDenied          42501
     ├── AuthenticationFailed      class 28, rejected passwords and tokens (PGRST301-303)
@@ -20,6 +21,7 @@ Every error keeps the four fields PostgreSQL and PostgREST report: ``code`` (the
     ├── LimitExceeded             class 54
     ├── TimedOut                  57014 statement_timeout, 55P03 lock_timeout
     ├── InternalError             class XX: a broken invariant, a bug to report
+    ├── SchemaMismatch            the database's schema is older than this SDK needs
     └── TransportError            the database or the API did not answer
         ├── Unavailable           nothing was done; retried before it is raised
         └── OutcomeUnknown        08007: the reply was lost, the call may have taken effect
@@ -39,6 +41,7 @@ __all__ = [
     "BookingNotFound",
     "CapacityConflict",
     "EventNotFound",
+    "IdempotencyConflict",
     "InternalError",
     "InvalidParameter",
     "InvalidSeats",
@@ -48,6 +51,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "SalesClosed",
+    "SchemaMismatch",
     "SoldOut",
     "TesseraError",
     "TimedOut",
@@ -158,6 +162,10 @@ class RateLimited(TesseraError, code="TS009"):
     """Too many requests; wait a moment and try again."""
 
 
+class IdempotencyConflict(TesseraError, code="TS010"):
+    """The idempotency key already names a booking made with other parameters."""
+
+
 class InvalidParameter(TesseraError, code="22023", sqlstate_class="22"):
     """A parameter has an invalid value."""
 
@@ -186,6 +194,17 @@ class TimedOut(TesseraError, code="57014", aliases=("55P03",)):
 
 class InternalError(TesseraError, code="XX000", sqlstate_class="XX"):
     """Tessera's data broke one of its own invariants; this is a bug worth reporting."""
+
+
+class SchemaMismatch(TesseraError):
+    """The database's Tessera schema is older than this SDK needs; apply the migrations.
+
+    Raised by a client's first call, which checks ``public.tessera_schema_version()``
+    once. ``code`` is the server's when the function is missing (42883, or PGRST202 through
+    PostgREST), else 0A000 (feature_not_supported); ``detail`` gives both versions.
+    """
+
+    default_code = "0A000"  # not registered: a SQLSTATE of its own would be the server's
 
 
 class TransportError(TesseraError):

@@ -153,9 +153,10 @@ class ChangeIterator:
         ...         print(change.kind, change.seats_available)
     """
 
-    def __init__(self, stream: ChangeStream, loop: _LoopThread) -> None:
+    def __init__(self, stream: ChangeStream, loop: _LoopThread, client: Tessera) -> None:
         self._stream = stream
         self._loop = loop
+        self._client = client  # keeps the loop's owner, and so the loop, alive
 
     @property
     def last_seq(self) -> int | None:
@@ -538,8 +539,10 @@ class Tessera:
 
     def watch_event(self, event_id: uuid.UUID, *, after_seq: int | None = None) -> ChangeIterator:
         """Follow an event live, blocking. See :meth:`AsyncTessera.watch_event`."""
-        return ChangeIterator(self._async.watch_event(event_id, after_seq=after_seq), self._loop)
+        stream = self._async.watch_event(event_id, after_seq=after_seq)
+        return ChangeIterator(stream, self._loop, self)
 
     def watch_my_bookings(self, *, after_seq: int | None = None) -> ChangeIterator:
         """Follow your bookings live, blocking. See :meth:`AsyncTessera.watch_my_bookings`."""
-        return ChangeIterator(self._async.watch_my_bookings(after_seq=after_seq), self._loop)
+        stream = self._async.watch_my_bookings(after_seq=after_seq)
+        return ChangeIterator(stream, self._loop, self)

@@ -8,8 +8,8 @@ tessera_template``: isolated, and a few tens of milliseconds to make.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,15 +22,10 @@ from tessera_client._local.stack import LocalStack
 from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 
-from .support import TestDatabase, url_for
+from . import security_expectations
+from .support import TestDatabase, free_port, url_for
 
 TEMPLATE = "tessera_template"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +35,7 @@ def stack() -> Iterator[LocalStack]:
         pytest.skip("using TESSERA_TEST_DB_URL; no local stack")
     tmp = Path(tempfile.mkdtemp(prefix="tessera-test-"))
     tmp.chmod(0o755)  # the unprivileged server user must enter it when tests run as root
-    local = LocalStack(data_dir=tmp / "stack", port=_free_port())
+    local = LocalStack(data_dir=tmp / "stack", port=free_port())
     local.up(apply=False)
     yield local
     local.destroy()
@@ -79,12 +74,12 @@ def template_db(server_admin_url: str) -> str:
     return TEMPLATE
 
 
-@pytest.fixture
-def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
-    """A fresh database cloned from the template, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def cloned_database(server_admin_url: str, template: str, prefix: str) -> Iterator[TestDatabase]:
+    """A database cloned from ``template``, dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template_db} owner postgres")
+        conn.execute(f"create database {name} template {template} owner postgres")
     database = TestDatabase(admin_url=_with_db(server_admin_url, name), name=name)
     try:
         yield database
@@ -92,3 +87,23 @@ def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
         database.close()
         with psycopg.connect(server_admin_url, autocommit=True) as conn:
             conn.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture
+def db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
+    """A fresh database cloned from the template, dropped after the test."""
+    with cloned_database(server_admin_url, template_db, "test") as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def world_db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
+    """One database per test module for the security world (its checks roll back)."""
+    with cloned_database(server_admin_url, template_db, "test_sec") as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def world(world_db: TestDatabase) -> security_expectations.World:
+    """The users, events and bookings of tests/security_expectations.py, in world_db."""
+    return security_expectations.build_world(world_db)

@@ -5,7 +5,8 @@ The world every expectation refers to (built by :func:`build_world`):
 - users: attendees ``A`` and ``B``, organizers ``O`` and ``O2``, and ``W``, a bystander
   attendee whose data nobody but organizers should see;
 - events of ``O``: ``E`` (published, 1 seat: A confirmed, W waitlisted), ``F`` (published,
-  1 seat, offer mode: A holds an offer after W cancelled), ``D`` (draft), ``C`` (cancelled);
+  1 seat, offer mode: A holds an offer after W cancelled), ``D`` (draft), ``C`` (cancelled),
+  ``DC`` (a draft cancelled before it was ever published: still only O's);
   event of ``O2``: ``E2`` (published: W confirmed, plus a stray cancelled booking ``bX`` of W
   written directly, with no ledger entry, so that deleting it is possible);
 - bookings: ``bA`` (A on E), ``bW`` (W on E), ``bWF`` (W on F), ``bAF`` (A on F), ``bW2`` and
@@ -72,15 +73,15 @@ def outcomes(line: str) -> dict[str, str]:
 TABLE_SELECT: dict[str, dict[str, Rows | str]] = {
     "public.events": {
         "anon": PUBLIC_EVENTS, "A": PUBLIC_EVENTS, "B": PUBLIC_EVENTS,
-        "O": rows(events="E F D C E2"), "O2": PUBLIC_EVENTS, "service": ALL,
+        "O": rows(events="E F D C DC E2"), "O2": PUBLIC_EVENTS, "service": ALL,
     },
     "public.bookings": {
         "anon": DENIED, "A": rows(users="A"), "B": NONE,
-        "O": rows(events="E F D C"), "O2": rows(events="E2"), "service": ALL,
+        "O": rows(events="E F D C DC"), "O2": rows(events="E2"), "service": ALL,
     },
     "public.ledger": {
         "anon": DENIED, "A": rows(users="A"), "B": NONE,
-        "O": rows(events="E F D C"), "O2": rows(events="E2"), "service": ALL,
+        "O": rows(events="E F D C DC"), "O2": rows(events="E2"), "service": ALL,
     },
 }  # fmt: skip
 
@@ -189,11 +190,13 @@ FUNCTION_CASES: list[Case] = [
     _case("create_event", "new event", _new_event,        "42501 ok    ok    ok    ok    42501"),
     _case("book_event", "E2", _book("E2"),                "42501 ok    ok    ok    ok    42501"),
     _case("book_event", "draft D", _book("D"),            "42501 TS001 TS001 TS003 TS001 42501"),
+    _case("book_event", "discarded DC", _book("DC"),      "42501 TS001 TS001 TS003 TS001 42501"),
     _case("cancel_booking", "bA", _booking("bA"),         "42501 ok    TS002 TS002 TS002 ok"),
     _case("claim_offer", "bAF", _booking("bAF"),          "42501 ok    TS002 TS002 TS002 42501"),
     _case("expire_offers", "none due", _no_args,          "42501 42501 42501 42501 42501 ok"),
     _case("event_availability", "E", _event("E"),         "ok    ok    ok    ok    ok    ok"),
     _case("event_availability", "draft D", _event("D"),   "TS001 TS001 TS001 ok    TS001 ok"),
+    _case("event_availability", "discarded DC", _event("DC"), "TS001 TS001 TS001 ok  TS001 ok"),
     _case("waitlist_position", "bW", _booking("bW"),      "42501 TS002 TS002 ok    TS002 ok"),
     _case("waitlist_position", "bA", _booking("bA"),      "42501 ok    TS002 ok    TS002 ok"),
     _case("set_event_capacity", "E", _capacity("E", 3),   "42501 42501 42501 ok    42501 ok"),
@@ -201,9 +204,11 @@ FUNCTION_CASES: list[Case] = [
     _case("update_event", "draft D", _update("D"),        "42501 TS001 TS001 ok    TS001 ok"),
     _case("update_event", "cancelled C", _update("C"),    "42501 42501 42501 TS007 42501 TS007"),
     _case("publish_event", "draft D", _event("D"),        "42501 TS001 TS001 ok    TS001 ok"),
+    _case("publish_event", "discarded DC", _event("DC"),  "42501 TS001 TS001 TS007 TS001 TS007"),
     _case("cancel_event", "E", _event("E"),               "42501 42501 42501 ok    42501 ok"),
     _case("event_changes", "E", _event("E"),              "ok    ok    ok    ok    ok    ok"),
     _case("event_changes", "draft D", _event("D"),        "TS001 TS001 TS001 ok    TS001 ok"),
+    _case("event_changes", "discarded DC", _event("DC"),  "TS001 TS001 TS001 ok    TS001 ok"),
     _case("event_attendees", "E", _event("E"),            "42501 42501 42501 ok    42501 ok"),
     _case("event_attendees", "draft D", _event("D"),      "42501 TS001 TS001 ok    TS001 ok"),
     _case("event_waitlist", "E", _event("E"),             "42501 42501 42501 ok    42501 ok"),
@@ -230,6 +235,7 @@ REALTIME_TOPICS: dict[str, dict[str, str]] = {
     "event:E": outcomes(                        "yes    yes    yes    yes    yes    yes"),
     "event:C": outcomes(                        "yes    yes    yes    yes    yes    yes"),
     "event:D": outcomes(                        "no     no     no     yes    no     yes"),
+    "event:DC": outcomes(                       "no     no     no     yes    no     yes"),
     "event:missing": outcomes(                  "no     no     no     no     no     yes"),
     "event:not-a-uuid": outcomes(               "no     no     no     no     no     yes"),
     "room:lobby": outcomes(                     "no     no     no     no     no     yes"),
@@ -290,6 +296,8 @@ def build_world(db: TestDatabase) -> World:
     w.events["D"] = create("O", "Draft", capacity=4, publish=False)
     w.events["C"] = create("O", "Called off", capacity=4)
     people["O"].call("cancel_event", event_id=w.events["C"])
+    w.events["DC"] = create("O", "Discarded draft", capacity=4, publish=False)
+    people["O"].call("cancel_event", event_id=w.events["DC"])
     w.events["E2"] = create("O2", "Elsewhere", capacity=5)
 
     w.bookings["bA"] = book("A", "E")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -283,3 +284,78 @@ def test_ledger_hides_entries_of_transactions_still_running(db: TestDatabase) ->
         assert [c["seq"] for c in during] == [c["seq"] for c in before]
     after = reader.call_all("event_changes", event_id=event_id)
     assert len(after) == len(before) + 2
+
+
+def test_positions_stay_exact_across_waitlist_buckets(db: TestDatabase) -> None:
+    """Positions are sums over ticket buckets: exact across bucket edges, after leavers."""
+    _, event_id = make_event(db, capacity=1)
+    people = db.create_users(700)  # 699 wait: three buckets of 256 tickets
+    with psycopg.connect(db.admin_url) as conn:  # as an operator: no rate limit on the fill
+        for user in people:
+            with conn.transaction():
+                conn.execute(
+                    "select set_config('request.jwt.claims', %s, true)",
+                    (json.dumps({"sub": str(user), "role": "authenticated"}),),
+                )
+                conn.execute("select public.book_event(%s)", (event_id,))
+    waiting = db.sql(
+        "select id from bookings where event_id = %s and status = 'waitlisted'"
+        " order by queue_ticket",
+        (event_id,),
+    )
+    leavers = [waiting[i]["id"] for i in (0, 254, 255, 256, 511, 600)]
+    service = db.service()
+    for booking_id in [*leavers, db.sql(
+        "select id from bookings where event_id = %s and status = 'confirmed'", (event_id,)
+    )[0]["id"]]:  # fmt: skip
+        service.call("cancel_booking", booking_id=booking_id)
+    rows = db.sql(
+        """select public.waitlist_position(b.id) as reported,
+                  row_number() over (order by b.queue_ticket) as expected
+           from bookings as b where b.event_id = %s and b.status = 'waitlisted'
+           order by b.queue_ticket""",
+        (event_id,),
+    )
+    assert len(rows) == 699 - len(leavers) - 1  # the head was promoted into the freed seat
+    assert [r["reported"] for r in rows] == [r["expected"] for r in rows]
+    assert db.sql("select * from public.check_invariants(%s)", (event_id,)) == []
+
+
+def test_a_caller_cannot_steer_ledger_numbering(db: TestDatabase) -> None:
+    """A setting the caller sets must not place its entries below what readers saw."""
+    _, event_id = make_event(db, capacity=5)
+    attendee = db.actor(db.create_user())
+    with attendee.conn.transaction(), attendee.conn.cursor() as cur:
+        attendee._preamble(cur)
+        cur.execute("select set_config('tessera.ledger_n', '-1000000000', true)")
+        cur.execute("select booking_id from public.book_event(event_id => %s)", (event_id,))
+    entries = db.sql(
+        "select seq, kind, xmin::text::bigint as xid from ledger where event_id = %s order by seq",
+        (event_id,),
+    )
+    assert [e["kind"] for e in entries] == ["event_published", "booked"]
+    booked = entries[-1]
+    assert booked["seq"] >> 24 == booked["xid"], "seq lies in its own transaction's range"
+
+
+def test_a_caller_cannot_switch_realtime_publishing_off(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=5)
+    attendee = db.actor(db.create_user())
+    with attendee.conn.transaction(), attendee.conn.cursor() as cur:
+        attendee._preamble(cur)
+        cur.execute("select set_config('tessera.realtime_broadcast', 'off', true)")
+        cur.execute("select booking_id from public.book_event(event_id => %s)", (event_id,))
+    kinds = db.sql(
+        "select payload ->> 'kind' as kind from realtime.messages where topic = %s",
+        (f"event:{event_id}",),
+    )
+    assert sorted(k["kind"] for k in kinds) == ["booked", "event_published"]
+
+
+def test_ledger_numbering_fails_clearly_long_before_seq_could_overflow(db: TestDatabase) -> None:
+    limit = db.sql("select tessera.max_ledger_transaction_id() as n")[0]["n"]
+    assert (limit << 24) + (1 << 24) - 1 < 2**63 - 2**55, "a wide margin below overflow"
+    assert db.sql("select tessera.ledger_seq_base(%s) as b", (limit,))[0]["b"] == limit << 24
+    with pytest.raises(psycopg.Error) as excinfo:
+        db.sql("select tessera.ledger_seq_base(%s)", (limit + 1,))
+    assert sqlstate(excinfo) == "54000"

@@ -23,8 +23,8 @@ def test_each_change_is_broadcast_without_personal_data_on_the_event_topic(
     user_topic = [r for r in rows if r["topic"] == f"user:{user}"]
     assert [r["payload"]["kind"] for r in event_topic] == ["event_published", "booked"]
     assert all(not r["private"] for r in event_topic)
-    for r in event_topic:
-        assert set(r["payload"]) == {
+    for r in event_topic:  # realtime.send adds the message id, as on hosted Supabase
+        assert set(r["payload"]) - {"id"} == {
             "event_id", "seq", "kind", "seats_available", "waitlist_count", "status"
         }  # fmt: skip
     assert event_topic[-1]["payload"]["seats_available"] == 0

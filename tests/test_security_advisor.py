@@ -6,6 +6,7 @@ The queries follow the advisor's lints (supabase/splinter) by name; a few Tesser
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from .support import TestDatabase
@@ -188,3 +189,8 @@ def test_defaults_protect_objects_created_later(db: TestDatabase) -> None:
                   pg_catalog.has_function_privilege('authenticated', 'public.later_fn()',
                                                     'execute') as u"""
     ) == [{"i": False, "d": False, "a": False, "u": False}]
+    # Supabase's default privileges grant SELECT too: a later table must not be readable.
+    db.sql("insert into public.later values (1)")
+    for actor in (db.actor(), db.actor(db.create_user())):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            actor.sql("select id from public.later")

@@ -12,7 +12,6 @@ import json
 import re
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from . import security_expectations as expect
 from .security_expectations import ACTORS, DENIED, OK, Case, Rows, World
-from .support import Actor, TestDatabase, claims_for
+from .support import Actor, TestDatabase, act_as, claims_for
 
 MIGRATION = (
     Path(__file__).resolve().parents[1]
@@ -32,33 +31,8 @@ MIGRATION = (
 
 
 # ===========================================================================================
-# Fixtures: one world for the module (every check below rolls back)
+# Fixtures: one world for the module (tests/conftest.py; every check below rolls back)
 # ===========================================================================================
-def _clone(server_admin_url: str, template: str) -> TestDatabase:
-    name = f"test_sec_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_admin_url, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template} owner postgres")
-    info = psycopg.conninfo.conninfo_to_dict(server_admin_url)
-    info["dbname"] = name
-    return TestDatabase(admin_url=psycopg.conninfo.make_conninfo(**info), name=name)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def world_db(server_admin_url: str, template_db: str) -> Iterator[TestDatabase]:
-    database = _clone(server_admin_url, template_db)
-    try:
-        yield database
-    finally:
-        database.close()
-        with psycopg.connect(server_admin_url, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {database.name} with (force)")
-
-
-@pytest.fixture(scope="module")
-def world(world_db: TestDatabase) -> World:
-    return expect.build_world(world_db)
-
-
 @pytest.fixture(scope="module")
 def signatures(world_db: TestDatabase) -> dict[str, list[tuple[str, str]]]:
     return public_functions(world_db)
@@ -72,12 +46,7 @@ def run_as(
     Returns the rows (if any) and the row count; raises the statement's error.
     """
     with actor.conn.transaction(force_rollback=True), actor.conn.cursor() as cur:
-        cur.execute(
-            "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-            (actor.role, json.dumps(claims_for(actor.role, actor.user_id))),
-        )
-        for name, value in (settings or {}).items():
-            cur.execute("select set_config(%s, %s, true)", (name, value))
+        act_as(cur, actor.role, claims_for(actor.role, actor.user_id), **(settings or {}))
         cur.execute(query, params)
         return (cur.fetchall() if cur.description else []), cur.rowcount
 
@@ -498,11 +467,7 @@ def test_hostile_input_gets_documented_errors_and_changes_nothing(
             before = table_counts(admin, tables)
             try:
                 with caller.conn.transaction(), caller.conn.cursor() as cur:
-                    cur.execute(
-                        "select set_config('role', %s, true), "
-                        "set_config('request.jwt.claims', %s, true)",
-                        (caller.role, json.dumps(claims_for(caller.role, caller.user_id))),
-                    )
+                    act_as(cur, caller.role, claims_for(caller.role, caller.user_id))
                     # Rows as JSON text, as PostgREST returns them (no client-side parsing).
                     query = call_sql(function, signatures[function], args)
                     cur.execute(

@@ -143,6 +143,10 @@ to anon, authenticated, service_role, postgres;
 create schema if not exists realtime;
 grant usage on schema realtime to anon, authenticated, service_role, postgres;
 
+-- As on hosted Supabase: partitioned by day on inserted_at, primary key (id, inserted_at).
+-- There the Realtime server creates the coming days' partitions; here the bootstrap creates
+-- them from yesterday to a week ahead (a message for a day without a partition is refused,
+-- and realtime.send turns that into a warning, as on Supabase).
 create table if not exists realtime.messages (
     id uuid not null default gen_random_uuid(),
     topic text not null,
@@ -152,8 +156,23 @@ create table if not exists realtime.messages (
     private boolean default false,
     updated_at timestamp not null default now(),
     inserted_at timestamp not null default now(),
-    primary key (id)
-);
+    primary key (id, inserted_at)
+) partition by range (inserted_at);
+do $partitions$
+declare
+    v_day date;
+begin
+    for v_day in
+        select d::date from generate_series(current_date - 1, current_date + 7, interval '1 day') as d
+    loop
+        execute format(
+            'create table if not exists realtime.%I partition of realtime.messages '
+            'for values from (%L) to (%L)',
+            'messages_' || to_char(v_day, 'YYYY_MM_DD'), v_day, v_day + 1
+        );
+    end loop;
+end
+$partitions$;
 -- As on Supabase: the table belongs to supabase_realtime_admin, and postgres, a member,
 -- may create the RLS policies that authorise private channels.
 do $realtime_admin$
@@ -179,15 +198,33 @@ as $$
     select nullif(current_setting('realtime.topic', true), '')::text
 $$;
 
+-- As on hosted Supabase (supabase/realtime's tenant migrations): the message gets an id in
+-- its payload, realtime.topic is set for the transaction (RLS policies read it), and the
+-- insert runs in its own subtransaction, so a failed broadcast only warns and never fails
+-- the transaction that sent it. The subtransaction is part of what every broadcast costs.
 create or replace function realtime.send(
     payload jsonb, event text, topic text, private boolean default true
 ) returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
+declare
+    generated_id uuid;
+    final_payload jsonb;
 begin
-    insert into realtime.messages (payload, event, topic, private, extension)
-    values (payload, event, topic, private, 'broadcast');
+    begin
+        generated_id := gen_random_uuid();
+        if payload ? 'id' then
+            final_payload := payload;
+        else
+            final_payload := jsonb_set(payload, '{id}', to_jsonb(generated_id));
+        end if;
+        perform set_config('realtime.topic', topic, true);
+        insert into realtime.messages (id, payload, event, topic, private, extension)
+        values (generated_id, final_payload, event, topic, private, 'broadcast');
+    exception when others then
+        raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+    end;
 end
 $$;
 

@@ -138,13 +138,36 @@ language sql immutable security invoker
 set search_path = pg_catalog, pg_temp
 as $$ select 60 $$;
 
+-- Ledger numbering: seq = (transaction id << 24) + n-th entry of the transaction.
+create function tessera.ledger_entries_per_transaction() returns bigint
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 16777216::bigint $$;  -- 2^24
+
+-- The largest transaction id whose entries still fit a bigint seq (2^39 - 1), less a margin
+-- of 2^32 transactions: past it every ledger write fails with a clear error (54000) long
+-- before seq could overflow, instead of numbering entries out of order.
+create function tessera.max_ledger_transaction_id() returns bigint
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 549755813887::bigint - 4294967296 $$;
+
+-- Waiting bookings are counted per bucket of 2^8 consecutive queue tickets, so a position is
+-- a sum over buckets plus a count inside one bucket, never a count over the whole queue.
+create function tessera.waitlist_bucket_bits() returns integer
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 8 $$;
+
 grant execute on function
 tessera.max_capacity(), tessera.max_title_length(), tessera.max_description_length(),
 tessera.max_venue_length(), tessera.max_party_size(), tessera.default_max_seats_per_booking(),
 tessera.max_waitlist_limit(), tessera.min_offer_ttl(), tessera.max_offer_ttl(),
 tessera.default_offer_ttl(), tessera.max_idempotency_key_length(), tessera.max_seat_blocks(),
 tessera.min_seats_per_block(), tessera.default_page_size(), tessera.max_page_size(),
-tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()
+tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds(),
+tessera.ledger_entries_per_transaction(), tessera.max_ledger_transaction_id(),
+tessera.waitlist_bucket_bits()
 to service_role;
 
 -- ===========================================================================================
@@ -170,7 +193,9 @@ language plpgsql stable security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    return tessera.caller_role() not in ('anon', 'authenticated', 'authenticator');
+    return coalesce(
+        nullif(pg_catalog.current_setting('role', true), 'none'), pg_catalog.session_user()::pg_catalog.text
+    ) not in ('anon', 'authenticated', 'authenticator');
 end
 $$;
 
@@ -197,14 +222,25 @@ begin
 end
 $$;
 
--- The signed-in user, or 42501.
+-- The signed-in user, or 42501. On every write path, so it reads the role and the claims
+-- once, inline, rather than through the helpers above.
 create function tessera.require_user() returns uuid
 language plpgsql stable security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_user pg_catalog.uuid := tessera.current_user_id();
+    v_sub pg_catalog.text;
+    v_user pg_catalog.uuid;
 begin
+    if coalesce(nullif(pg_catalog.current_setting('role', true), 'none'), '') <> 'anon' then
+        v_sub := coalesce(
+            nullif(pg_catalog.current_setting('request.jwt.claim.sub', true), ''),
+            nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb ->> 'sub'
+        );
+        if v_sub ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+            v_user := v_sub::pg_catalog.uuid;
+        end if;
+    end if;
     if v_user is null then
         raise exception using
             errcode = '42501',

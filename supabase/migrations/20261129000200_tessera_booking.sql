@@ -10,11 +10,11 @@
 --      rate-limit usage row (tessera.enforce_rate_limit): book_event after (1);
 --                              cancel_booking after (2)
 --   4. seat blocks          one block FOR UPDATE SKIP LOCKED, or all blocks in block order
---   5. tessera.event_queues row of the event
+--   5. tessera.event_queues row of the event, then its tessera.waitlist_buckets rows
 --   6. booking rows
 -- Several events (expire_offers) are locked in event id order.
 --
--- LEDGER ORDER: an entry's seq starts with its transaction id, which PostgreSQL assigns at
+-- LEDGER ORDER: an entry's seq starts with its transaction id (tessera.next_ledger_seq), which PostgreSQL assigns at
 -- the transaction's first write. So a function that changes existing bookings writes nothing
 -- before it holds the lock that orders those changes (the exclusive event lock, or every
 -- seat block for a waitlist join). Then later changes of a booking always get larger seqs,
@@ -298,24 +298,52 @@ begin
 end
 $$;
 
+-- The next seq of this transaction: (transaction id << 24) + 1 + the entries it already
+-- wrote, read from the ledger itself (one index probe in the transaction's own range).
+-- Nothing a caller can set takes part, so no API role can number entries below what
+-- readers have already seen, nor into another transaction's range.
 create function tessera.next_ledger_seq() returns bigint
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_n integer := coalesce(nullif(current_setting('tessera.ledger_n', true), ''), '0')::integer + 1;
+    v_base pg_catalog.int8 := tessera.ledger_seq_base(pg_catalog.pg_current_xact_id()::pg_catalog.text::pg_catalog.int8);
+    v_seq pg_catalog.int8;
 begin
-    if v_n >= 16777216 then
+    select coalesce(max(l.seq), v_base) + 1 into v_seq from public.ledger as l
+    where l.seq > v_base and l.seq < v_base + tessera.ledger_entries_per_transaction();
+    if v_seq >= v_base + tessera.ledger_entries_per_transaction() then
         raise exception using errcode = '54000', message = 'too many ledger entries in one transaction';
     end if;
-    perform set_config('tessera.ledger_n', v_n::text, true);
-    return (pg_catalog.pg_current_xact_id()::text::bigint << 24) + v_n;
+    return v_seq;
 end
 $$;
 
--- Append one entry describing the state right after a change.
--- p_waiting and p_actor may be passed by callers that already know them (the hot path).
+-- The first seq of a transaction's range, or 54000 once transaction ids come near the end of
+-- what a bigint seq can hold (tessera.max_ledger_transaction_id()).
+create function tessera.ledger_seq_base(p_transaction_id bigint) returns bigint
+language plpgsql immutable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if p_transaction_id > tessera.max_ledger_transaction_id() then
+        raise exception using
+            errcode = '54000',
+            message = 'the ledger has run out of sequence numbers',
+            detail = pg_catalog.format('transaction_id=%s limit=%s',
+                p_transaction_id, tessera.max_ledger_transaction_id()),
+            hint = 'Ledger seq is (transaction id << 24) + n; renumber the ledger before going on.';
+    end if;
+    return p_transaction_id << 24;
+end
+$$;
+
+-- Append one entry describing the state right after a change, and return its seq.
+-- Callers that already know the waiting count, the actor or the event's status pass them
+-- (the hot path); the rest is read here. The availability snapshot is one sum over the
+-- event's seat blocks, in the same statement as the insert.
 create function tessera.record(
     p_kind text,
     p_event_id uuid,
@@ -323,32 +351,37 @@ create function tessera.record(
     p_waitlist_position integer default null,
     p_detail jsonb default '{}'::jsonb,
     p_waiting integer default null,
-    p_actor uuid default null
+    p_actor uuid default null,
+    p_event_status text default null
 ) returns bigint
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_seq bigint := tessera.next_ledger_seq();
-    v_waiting integer := p_waiting;
-    v_status text;
+    v_seq pg_catalog.int8 := tessera.next_ledger_seq();
+    v_waiting pg_catalog.int4 := p_waiting;
+    v_status pg_catalog.text := p_event_status;
 begin
     if v_waiting is null then
         select q.waiting_count into v_waiting from tessera.event_queues as q
         where q.event_id = p_event_id;
     end if;
-    select e.status into v_status from public.events as e where e.id = p_event_id;
+    if v_status is null then
+        select e.status into v_status from public.events as e where e.id = p_event_id;
+    end if;
     insert into public.ledger (
         seq, event_id, booking_id, user_id, actor_id, kind, status, seats,
         waitlist_position, offer_expires_at, seats_available, waitlist_count, event_status, detail
-    ) values (
+    )
+    select
         v_seq, p_event_id, p_booking.id, p_booking.user_id,
         coalesce(p_actor, tessera.current_user_id()), p_kind,
         p_booking.status, p_booking.seats, p_waitlist_position, p_booking.offer_expires_at,
-        case when v_status = 'published' then tessera.free_seats(p_event_id) else 0 end,
+        case when v_status = 'published' then coalesce(sum(sb.capacity - sb.taken), 0)::pg_catalog.int4 else 0 end,
         coalesce(v_waiting, 0), v_status, p_detail
-    );
+    from tessera.seat_blocks as sb
+    where sb.event_id = p_event_id;
     return v_seq;
 end
 $$;
@@ -356,18 +389,48 @@ $$;
 -- ===========================================================================================
 -- Waitlist
 -- ===========================================================================================
+-- 1-based position of a waiting booking (null for any other): the waiting bookings in the
+-- buckets before its own, plus those of its own bucket with a ticket at or below its ticket.
 create function tessera.position_of(p_booking public.bookings) returns integer
 language plpgsql stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    v_bucket pg_catalog.int8 := p_booking.queue_ticket >> tessera.waitlist_bucket_bits();
 begin
-    return (select case when p_booking.status = 'waitlisted' then (
-            select count(*)::integer from public.bookings as b
-            where b.event_id = p_booking.event_id
-              and b.status = 'waitlisted'
-              and b.queue_ticket <= p_booking.queue_ticket
-        ) end);
+    if p_booking.status is distinct from 'waitlisted' then
+        return null;
+    end if;
+    return (
+        select coalesce(sum(w.waiting), 0)::pg_catalog.int4 from tessera.waitlist_buckets as w
+        where w.event_id = p_booking.event_id and w.bucket < v_bucket
+    ) + (
+        select count(*)::pg_catalog.int4 from public.bookings as b
+        where b.event_id = p_booking.event_id and b.status = 'waitlisted'
+          and b.queue_ticket >= v_bucket << tessera.waitlist_bucket_bits()
+          and b.queue_ticket <= p_booking.queue_ticket
+    );
+end
+$$;
+
+-- Count a booking into (p_delta = 1) or out of (-1) the waitlist bucket of its ticket.
+-- Caller holds the locks that order the queue (every seat block, or the exclusive event lock).
+create function tessera.count_in_waitlist(p_event_id uuid, p_ticket bigint, p_delta integer)
+returns void
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if p_delta < 0 then  -- the bucket exists: the booking was counted in when it joined
+        update tessera.waitlist_buckets as w set waiting = w.waiting + p_delta
+        where w.event_id = p_event_id and w.bucket = p_ticket >> tessera.waitlist_bucket_bits();
+        return;
+    end if;
+    insert into tessera.waitlist_buckets as w (event_id, bucket, waiting)
+    values (p_event_id, p_ticket >> tessera.waitlist_bucket_bits(), p_delta)
+    on conflict (event_id, bucket) do update set waiting = w.waiting + excluded.waiting;
 end
 $$;
 
@@ -377,12 +440,16 @@ language plpgsql stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    v_position pg_catalog.int4 := p_position;
 begin
-    return (select row(
-            p_booking.id, p_booking.event_id, p_booking.user_id, p_booking.status, p_booking.seats,
-            coalesce(p_position, tessera.position_of(p_booking)), p_booking.offer_expires_at,
-            p_booking.created_at
-        )::public.booking_result);
+    if v_position is null and p_booking.status = 'waitlisted' then
+        v_position := tessera.position_of(p_booking);
+    end if;
+    return row(
+        p_booking.id, p_booking.event_id, p_booking.user_id, p_booking.status, p_booking.seats,
+        v_position, p_booking.offer_expires_at, p_booking.created_at
+    )::public.booking_result;
 end
 $$;
 
@@ -464,6 +531,7 @@ begin
             update tessera.event_queues as q
             set waiting_count = q.waiting_count - 1, waiting_seats = q.waiting_seats - v_next.seats
             where q.event_id = p_event_id;
+            perform tessera.count_in_waitlist(p_event_id, v_next.queue_ticket, -1);
             perform tessera.record('promoted', p_event_id, v_next);
         else
             update public.bookings as b
@@ -477,6 +545,7 @@ begin
                 offered_count = q.offered_count + 1,
                 offered_seats = q.offered_seats + v_next.seats
             where q.event_id = p_event_id;
+            perform tessera.count_in_waitlist(p_event_id, v_next.queue_ticket, -1);
             perform tessera.record('offered', p_event_id, v_next);
         end if;
         v_promoted := v_promoted + 1;
@@ -582,26 +651,34 @@ comment on function public.create_event(
 -- ===========================================================================================
 -- Rate limit (configuration and algorithm: tessera.rate_limits in the tables migration)
 -- ===========================================================================================
--- Count one call of p_action for the signed-in caller, or raise TS009. Operators are not
--- limited. Called by book_event (after its idempotency check) and cancel_booking.
-create function tessera.enforce_rate_limit(p_action text) returns void
+-- Count one call of p_action for the signed-in caller (p_user, when the caller already
+-- knows it), or raise TS009 (max_calls >= 1, so a user's first call is always within it). Operators are not limited. Called by book_event (after its
+-- idempotency check) and cancel_booking.
+create function tessera.enforce_rate_limit(p_action text, p_user uuid default null) returns void
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_user uuid;
-    v_max integer;
-    v_seconds integer;
-    v_window interval;
-    v_retry integer;
+    v_user pg_catalog.uuid := p_user;
+    v_max pg_catalog.int4;
+    v_seconds pg_catalog.int4;
+    v_window pg_catalog.interval;
+    v_retry pg_catalog.int4;
 begin
     if tessera.is_service() then
         return;
     end if;
-    v_user := tessera.current_user_id();
+    v_user := coalesce(v_user, tessera.current_user_id());
     if v_user is null then
         return;  -- the caller refuses anonymous calls itself
+    end if;
+    -- The first call of a user opens their window: one insert, no configuration needed.
+    insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
+    values (v_user, p_action, now(), 1)
+    on conflict (user_id, action) do nothing;
+    if found then
+        return;
     end if;
     select rl.max_calls, rl.window_seconds into v_max, v_seconds
     from tessera.rate_limits as rl where rl.action = p_action;
@@ -686,8 +763,11 @@ declare
     v_event public.events;
     v_largest pg_catalog.int4;
 begin
-    perform tessera.lock_event_shared(p_event_id);
-    v_event := tessera.visible_event(p_event_id);
+    perform pg_catalog.pg_advisory_xact_lock_shared(tessera.event_lock_key(p_event_id));
+    select * into v_event from public.events as e where e.id = p_event_id;
+    if v_event.id is null or v_event.published_at is null then
+        v_event := tessera.visible_event(p_event_id);  -- TS001 unless the caller may see it
+    end if;
     if v_event.status <> 'published' or pg_catalog.now() < v_event.sales_open_at
         or pg_catalog.now() >= v_event.sales_close_at then
         raise exception using
@@ -848,14 +928,18 @@ begin
         update tessera.event_queues as q
         set offered_count = q.offered_count + 1, offered_seats = q.offered_seats + p_seats
         where q.event_id = p_event.id;
-        perform tessera.record('offered', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, p_waiting, p_user);
+        perform tessera.record(
+            'offered', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, p_waiting, p_user, p_event.status
+        );
         return tessera.to_result(v_booking);
     end if;
     insert into public.bookings as b (
         event_id, user_id, seats, status, idempotency_key, confirmed_at
     ) values (p_event.id, p_user, p_seats, 'confirmed', p_key, pg_catalog.now())
     returning * into v_booking;
-    perform tessera.record('booked', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, p_waiting, p_user);
+    perform tessera.record(
+        'booked', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, p_waiting, p_user, p_event.status
+    );
     return tessera.to_result(v_booking);
 end
 $$;
@@ -872,6 +956,7 @@ as $$
 declare
     v_booking public.bookings;
     v_position pg_catalog.int4 := p_waiting + 1;
+    v_ticket pg_catalog.int8;
 begin
     if not p_event.waitlist_enabled or p_waiting >= p_event.waitlist_limit then
         raise exception using
@@ -881,19 +966,24 @@ begin
             detail = pg_catalog.format('event_id=%s seats_available=%s waitlist_count=%s',
                 p_event.id, tessera.free_seats(p_event.id), p_waiting);
     end if;
+    update tessera.event_queues as q
+    set waiting_count = q.waiting_count + 1, waiting_seats = q.waiting_seats + p_seats,
+        tickets_issued = q.tickets_issued + 1
+    where q.event_id = p_event.id
+    returning q.tickets_issued into v_ticket;
     insert into public.bookings as b (
         event_id, user_id, seats, status, queue_ticket, idempotency_key, waitlisted_at
     ) values (
-        p_event.id, p_user, p_seats, 'waitlisted', pg_catalog.nextval('tessera.queue_tickets'),
-        p_key, pg_catalog.now()
+        p_event.id, p_user, p_seats, 'waitlisted', v_ticket, p_key, pg_catalog.now()
     ) returning * into v_booking;
-    update tessera.event_queues as q
-    set waiting_count = q.waiting_count + 1, waiting_seats = q.waiting_seats + p_seats
-    where q.event_id = p_event.id;
+    perform tessera.count_in_waitlist(p_event.id, v_ticket, 1);
     if p_waiting = 0 then
         perform tessera.sync_waitlist_flag(p_event.id);  -- closes the fast path
     end if;
-    perform tessera.record('waitlisted', p_event.id, v_booking, v_position);
+    perform tessera.record(
+        'waitlisted', p_event.id, v_booking, v_position, '{}'::pg_catalog.jsonb, p_waiting + 1, p_user,
+        p_event.status
+    );
     return tessera.to_result(v_booking, v_position);
 end
 $$;
@@ -912,12 +1002,14 @@ declare
     v_booking public.bookings;
     v_slow record;
 begin
-    v_booking := tessera.booking_by_key(v_user, idempotency_key);
-    if v_booking.id is not null then
-        return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
+    if idempotency_key is not null then
+        v_booking := tessera.booking_by_key(v_user, idempotency_key);
+        if v_booking.id is not null then
+            return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
+        end if;
     end if;
     -- TS009 after the key check, so a retry answered from its key costs nothing.
-    perform tessera.enforce_rate_limit('book_event');
+    perform tessera.enforce_rate_limit('book_event', v_user);
     v_event := tessera.open_event_for_booking(event_id, seats);
     perform tessera.ensure_no_active_booking(event_id, v_user);
 
@@ -997,6 +1089,9 @@ begin
         offered_count = q.offered_count - (v_before = 'offered')::integer,
         offered_seats = q.offered_seats - case when v_before = 'offered' then v_booking.seats else 0 end
     where q.event_id = v_booking.event_id;
+    if v_before = 'waitlisted' then
+        perform tessera.count_in_waitlist(v_booking.event_id, v_booking.queue_ticket, -1);
+    end if;
     update public.bookings as b
     set status = 'cancelled', cancelled_at = now(), updated_at = now()
     where b.id = booking_id
@@ -1285,6 +1380,7 @@ begin
     update tessera.event_queues as q
     set waiting_count = 0, waiting_seats = 0, offered_count = 0, offered_seats = 0
     where q.event_id = event_id;
+    delete from tessera.waitlist_buckets as w where w.event_id = event_id;
     perform tessera.sync_waitlist_flag(event_id);
     update public.events as e
     set status = 'cancelled', cancelled_at = now(), updated_at = now()

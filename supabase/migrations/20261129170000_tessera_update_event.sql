@@ -92,10 +92,10 @@ begin
             then pg_catalog.format(
                 'waitlist_limit must be between 0 and %s', tessera.max_waitlist_limit()
             )
-        when v_new.offer_ttl not between tessera.min_offer_ttl() and tessera.max_offer_ttl()
+        when not tessera.offer_ttl_is_valid(v_new.offer_ttl)
             then pg_catalog.format(
-                'offer_ttl must be between %s and %s', tessera.min_offer_ttl(),
-                tessera.max_offer_ttl()
+                'offer_ttl must be between %s and %s, without months or negative parts',
+                tessera.min_offer_ttl(), tessera.max_offer_ttl()
             )
         when v_new.sales_close_at <= v_new.sales_open_at
             then 'the sales window must close after it opens'
@@ -162,9 +162,9 @@ comment on function public.update_event(
 'event_updated ledger entry naming every changed field. Errors: TS001, TS007, 22023, 42501.';
 
 -- ===========================================================================================
--- RPC: tessera_schema_version — 2: update_event and the event_updated ledger entry
+-- RPC: tessera_schema_version — 4: update_event and the event_updated ledger entry
 -- ===========================================================================================
 create or replace function public.tessera_schema_version() returns integer
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 2 $$;
+as $$ select 4 $$;

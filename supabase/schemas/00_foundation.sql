@@ -24,7 +24,7 @@ alter default privileges for role postgres revoke execute on functions from publ
 alter default privileges for role postgres in schema public
 revoke execute on functions from anon, authenticated;
 alter default privileges for role postgres in schema public
-revoke insert, update, delete, truncate, references, trigger on tables from anon, authenticated;
+revoke all on tables from anon, authenticated;
 alter default privileges for role postgres in schema public
 revoke all on sequences from anon, authenticated;
 
@@ -135,14 +135,54 @@ language sql immutable security invoker
 set search_path = pg_catalog, pg_temp
 as $$ select 60 $$;
 
+-- Ledger numbering: seq = (transaction id << 24) + n-th entry of the transaction.
+create function tessera.ledger_entries_per_transaction() returns bigint
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 16777216::bigint $$;  -- 2^24
+
+-- The largest transaction id whose entries still fit a bigint seq (2^39 - 1), less a margin
+-- of 2^32 transactions: past it every ledger write fails with a clear error (54000) long
+-- before seq could overflow, instead of numbering entries out of order.
+create function tessera.max_ledger_transaction_id() returns bigint
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 549755813887::bigint - 4294967296 $$;
+
+-- Waiting bookings are counted per bucket of 2^8 consecutive queue tickets, so a position is
+-- a sum over buckets plus a count inside one bucket, never a count over the whole queue.
+create function tessera.waitlist_bucket_bits() returns integer
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 8 $$;
+
 grant execute on function
 tessera.max_capacity(), tessera.max_title_length(), tessera.max_description_length(),
 tessera.max_venue_length(), tessera.max_party_size(), tessera.default_max_seats_per_booking(),
 tessera.max_waitlist_limit(), tessera.min_offer_ttl(), tessera.max_offer_ttl(),
 tessera.default_offer_ttl(), tessera.max_idempotency_key_length(), tessera.max_seat_blocks(),
 tessera.min_seats_per_block(), tessera.default_page_size(), tessera.max_page_size(),
-tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()
+tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds(),
+tessera.ledger_entries_per_transaction(), tessera.max_ledger_transaction_id(),
+tessera.waitlist_bucket_bits()
 to service_role;
+
+-- offer_ttl: a fixed length between min_offer_ttl() and max_offer_ttl(). PostgreSQL compares
+-- intervals as if a month were 30 days ('1000 months -29970 days' would pass as 30 days), so
+-- an interval with a month part or a negative part, which has no fixed length, is refused.
+create function tessera.offer_ttl_is_valid(p_ttl interval) returns boolean
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select p_ttl is not null
+        and extract(year from p_ttl) = 0
+        and extract(month from p_ttl) = 0
+        and extract(day from p_ttl) >= 0
+        and p_ttl - pg_catalog.make_interval(days => extract(day from p_ttl)::integer) >= interval '0'
+        and p_ttl between tessera.min_offer_ttl() and tessera.max_offer_ttl()
+$$;
+
+grant execute on function tessera.offer_ttl_is_valid(interval) to service_role;
 
 -- ===========================================================================================
 -- The caller's identity
@@ -167,7 +207,9 @@ language plpgsql stable security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    return tessera.caller_role() not in ('anon', 'authenticated', 'authenticator');
+    return coalesce(
+        nullif(pg_catalog.current_setting('role', true), 'none'), pg_catalog.session_user()::pg_catalog.text
+    ) not in ('anon', 'authenticated', 'authenticator');
 end
 $$;
 
@@ -194,14 +236,25 @@ begin
 end
 $$;
 
--- The signed-in user, or 42501.
+-- The signed-in user, or 42501. On every write path, so it reads the role and the claims
+-- once, inline, rather than through the helpers above.
 create function tessera.require_user() returns uuid
 language plpgsql stable security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_user pg_catalog.uuid := tessera.current_user_id();
+    v_sub pg_catalog.text;
+    v_user pg_catalog.uuid;
 begin
+    if coalesce(nullif(pg_catalog.current_setting('role', true), 'none'), '') <> 'anon' then
+        v_sub := coalesce(
+            nullif(pg_catalog.current_setting('request.jwt.claim.sub', true), ''),
+            nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb ->> 'sub'
+        );
+        if v_sub ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+            v_user := v_sub::pg_catalog.uuid;
+        end if;
+    end if;
     if v_user is null then
         raise exception using
             errcode = '42501',
@@ -219,13 +272,27 @@ begin
 end
 $$;
 
+-- Whether the request's JWT is a Supabase anonymous sign-in (claim is_anonymous = true).
+create function tessera.caller_is_anonymous() returns boolean
+language plpgsql stable security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    return coalesce(
+        nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb
+        ->> 'is_anonymous' = 'true',
+        false
+    );
+end
+$$;
+
 -- ===========================================================================================
 -- RPC: tessera_schema_version
 -- ===========================================================================================
 create function public.tessera_schema_version() returns integer
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 2 $$;
+as $$ select 4 $$;
 
 grant execute on function public.tessera_schema_version() to anon, authenticated, service_role;
 comment on function public.tessera_schema_version() is

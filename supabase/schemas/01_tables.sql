@@ -45,8 +45,7 @@ create table public.events (
     constraint events_waitlist_limit_range check (waitlist_limit between 0 and tessera.max_waitlist_limit()),
     constraint events_waitlist_policy_known check (waitlist_policy in ('strict', 'first_fit')),
     constraint events_promotion_mode_known check (promotion_mode in ('auto', 'offer')),
-    constraint events_offer_ttl_range
-    check (offer_ttl between tessera.min_offer_ttl() and tessera.max_offer_ttl())
+    constraint events_offer_ttl_range check (tessera.offer_ttl_is_valid(offer_ttl))
 );
 create index events_organizer_id_idx on public.events (organizer_id);
 create index events_starts_at_idx on public.events (starts_at) where status = 'published';
@@ -78,13 +77,16 @@ create table public.bookings (
     cancelled_at timestamptz,
     expired_at timestamptz,
     updated_at timestamptz not null default now(),
-    constraint bookings_seats_range check (seats between 1 and tessera.max_party_size()),
+    -- Literal bounds on this table: a constraint is re-prepared by every statement that writes
+    -- a booking, and calling a function there costs each booking. They equal
+    -- tessera.max_party_size() and tessera.max_idempotency_key_length(); 01-schema.sql checks it.
+    constraint bookings_seats_range check (seats between 1 and 1000),
     constraint bookings_status_known
     check (status in ('confirmed', 'waitlisted', 'offered', 'cancelled', 'expired')),
     constraint bookings_waitlisted_has_ticket
     check (status <> 'waitlisted' or queue_ticket is not null),
     constraint bookings_offer_has_expiry check (status <> 'offered' or offer_expires_at is not null),
-    constraint bookings_idempotency_key_length check (char_length(idempotency_key) between 1 and tessera.max_idempotency_key_length())
+    constraint bookings_idempotency_key_length check (char_length(idempotency_key) between 1 and 200)
 );
 
 -- Rule 5: at most one active booking per user per event (the loud guard behind the check
@@ -108,8 +110,6 @@ create index bookings_event_status_idx on public.bookings (event_id, status);
 comment on table public.bookings is
 'One row per booking request, waitlisted ones included. Written only through Tessera''s functions.';
 
-create sequence tessera.queue_tickets as bigint;
-
 -- ===========================================================================================
 -- Seat blocks: an event's capacity split over up to tessera.max_seat_blocks() rows, so concurrent bookings of one
 -- hot event lock different rows (FOR UPDATE SKIP LOCKED) instead of queueing on one.
@@ -129,15 +129,30 @@ create table tessera.seat_blocks (
 
 -- Per-event queue counters. Only written while holding every seat block of the event, or
 -- the event's exclusive lock, so these updates never contend with the fast booking path.
+-- tickets_issued numbers the event's queue: each join takes the next ticket, so an event's
+-- tickets are dense (1, 2, 3, ...) and fall into few waitlist buckets.
 create table tessera.event_queues (
     event_id uuid primary key references public.events (id) on delete cascade,
     waiting_count integer not null default 0,
     waiting_seats integer not null default 0,
     offered_count integer not null default 0,
     offered_seats integer not null default 0,
+    tickets_issued bigint not null default 0,
     constraint event_queues_counts_non_negative
-    check (least(waiting_count, waiting_seats, offered_count, offered_seats) >= 0)
+    check (least(waiting_count, waiting_seats, offered_count, offered_seats, tickets_issued) >= 0)
 ) with (fillfactor = 50);
+
+-- Waiting bookings per bucket of queue tickets (ticket >> tessera.waitlist_bucket_bits()).
+-- A position is the sum of the buckets before the booking's own plus a count inside that
+-- one bucket: the cost depends on the bucket size and the queue length / bucket size, not on
+-- the queue length itself. Written under the same locks as event_queues.
+create table tessera.waitlist_buckets (
+    event_id uuid not null references public.events (id) on delete cascade,
+    bucket bigint not null,
+    waiting integer not null,
+    primary key (event_id, bucket),
+    constraint waitlist_buckets_waiting_non_negative check (waiting >= 0)
+) with (fillfactor = 70);
 
 -- ===========================================================================================
 -- Ledger: append-only. seq = (transaction id << 24) + n-th entry of that transaction, so

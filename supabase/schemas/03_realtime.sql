@@ -15,14 +15,42 @@
 -- Broadcasting costs two inserts into realtime.messages per ledger entry. A database with no
 -- Supabase Realtime server reading them (the local stack) turns it off with
 --   alter database <db> set tessera.realtime_broadcast = 'off';
--- Entries still reach direct subscribers through public.ledger_feed.
+-- Entries still reach direct subscribers through public.ledger_feed. Only the database's own
+-- setting switches publishing off: a session that reads 'off' (which a caller can set with
+-- set_config) is checked against the catalog, so no API role can suppress publishing; the
+-- common case, publishing on, costs no catalog read. (A caller who sets 'on' where the
+-- database says 'off' only adds its own messages to a table nobody reads.)
+create function tessera.realtime_broadcast_enabled() returns boolean
+language plpgsql stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if pg_catalog.current_setting('tessera.realtime_broadcast', true) is distinct from 'off' then
+        return true;
+    end if;
+    return not exists (
+        select from pg_catalog.pg_db_role_setting as s
+        cross join lateral pg_catalog.unnest(s.setconfig) as c (setting)
+        where s.setdatabase = (
+            select d.oid from pg_catalog.pg_database as d where d.datname = pg_catalog.current_database()
+        )
+          and s.setrole = 0
+          and c.setting = 'tessera.realtime_broadcast=off'
+    );
+end
+$$;
+
+-- service_role may write the ledger directly; its inserts publish too.
+grant execute on function tessera.realtime_broadcast_enabled() to service_role;
+
 create function tessera.publish_ledger_entry() returns trigger
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if current_setting('tessera.realtime_broadcast', true) = 'off' then
+    if not tessera.realtime_broadcast_enabled() then
         return null;
     end if;
     perform realtime.send(

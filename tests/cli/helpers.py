@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from typing import Any
@@ -40,9 +39,3 @@ def run(*args: str, columns: int = 80, env: dict[str, str] | None = None,
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "COLUMNS": str(columns), **(env or {})},
     )  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from tessera_client.cli import app
 
-from ..support import TestDatabase
+from ..support import TestDatabase, free_port
 from .helpers import as_json, runner, tessera
 
 
@@ -114,9 +113,7 @@ def test_a_database_that_is_not_there_is_a_one_line_error() -> None:
 def test_dev_up_status_down(monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(tempfile.mkdtemp(prefix="tessera-test-cli-"))
     root.chmod(0o755)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("TESSERA_DATA_DIR", str(root / "stack"))
     monkeypatch.setenv("TESSERA_PORT", str(port))
     try:

@@ -17,7 +17,8 @@ import pytest
 
 from tessera_client._local.stack import LocalStack
 
-from .helpers import as_json, free_port, run, tessera
+from ..support import free_port
+from .helpers import as_json, run, tessera
 
 
 def test_dev_status_prints_stable_keys_whole_at_80_columns(stack_env: dict[str, str]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import types
 
+import pytest
+
 import tessera_client
 from tessera_client import AsyncTessera, Tessera
 
@@ -67,3 +69,24 @@ def test_public_methods_have_google_style_docstrings_with_examples() -> None:
         assert doc, name
         if name not in {"open", "close", "as_anonymous"}:
             assert "Example:" in doc, f"AsyncTessera.{name} needs an example"
+
+
+def test_earlier_names_still_work_and_say_what_replaced_them() -> None:
+    import tessera_client.local
+
+    replaced = {
+        "connect": AsyncTessera.connect,
+        "from_supabase": AsyncTessera.from_supabase,
+        "connect_sync": Tessera.connect,
+        "from_supabase_sync": Tessera.from_supabase,
+        "create_local_user": tessera_client.local.create_local_user,
+        "local_user_token": tessera_client.local.local_user_token,
+        "local_api_key": tessera_client.local.local_api_key,
+        "LocalUser": tessera_client.local.LocalUser,
+    }
+    for name, replacement in replaced.items():
+        with pytest.warns(DeprecationWarning, match=rf"tessera_client\.{name} is deprecated"):
+            assert getattr(tessera_client, name) == replacement
+        assert name not in tessera_client.__all__
+    with pytest.raises(AttributeError):
+        tessera_client.no_such_name  # noqa: B018

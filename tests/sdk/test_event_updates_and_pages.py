@@ -16,9 +16,8 @@ from tessera_client import (
     PermissionDenied,
 )
 
-from .conftest import Backend, with_access
+from .conftest import Backend
 
-pytestmark = with_access
 SOON = datetime(2099, 1, 1, 18, tzinfo=UTC)
 
 

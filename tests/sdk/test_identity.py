@@ -19,7 +19,7 @@ from tessera_client.local import create_local_user, local_api_key, local_user_to
 
 from ..standins import SupabaseStandIn
 from ..support import TestDatabase
-from .conftest import FAST_RETRY, JWT_SECRET, TOMORROW, Backend, with_access
+from .conftest import FAST_RETRY, JWT_SECRET, TOMORROW, Backend
 
 
 def test_password_hashes_round_trip() -> None:
@@ -88,15 +88,48 @@ async def test_direct_transport_has_no_password_sign_in(direct: AsyncTessera) ->
         await direct.sign_in("alice@example.test", "secret")
 
 
-async def test_user_ids_as_strings_and_uuids(backend: Backend) -> None:
-    if backend.database is None:
-        pytest.skip("needs local users")
+async def test_user_ids_are_uuids_and_strings_are_always_tokens(backend: Backend) -> None:
     alice = create_local_user(backend.db.url())
     by_uuid = backend.client.as_user(alice.id)
-    by_text = backend.client.as_user(str(alice.id))
-    assert by_uuid.identity.user_id == by_text.identity.user_id == alice.id
-    event = await by_text.create_event("Text id", 1, TOMORROW)
+    assert by_uuid.identity.user_id == alice.id
+    event = await by_uuid.create_event("Trusted id", 1, TOMORROW)
     assert event.organizer_id == alice.id
+    # The id in string form is not a token: refused, whether or not a secret is configured.
+    for text in (str(alice.id), alice.id.hex, ""):
+        with pytest.raises(AuthenticationFailed):
+            backend.client.as_user(text)
+    with pytest.raises(TypeError):
+        backend.client.as_user(alice.id.int)  # type: ignore[arg-type]
+
+
+async def test_a_bearer_header_holding_someones_id_does_not_act_as_them(
+    db: TestDatabase, direct: AsyncTessera
+) -> None:
+    # The README's web-backend pattern, attacked: the header carries the victim's user id
+    # instead of a token. Before the fix any UUID-shaped string was a trusted user id.
+    victim = create_local_user(db.url(), "victim@example.test")
+    event = await direct.as_user(victim.id).create_event("Victim's", 5, TOMORROW)
+    await direct.as_user(victim.id).book(event.id)
+    authorization = f"Bearer {victim.id}"
+    with pytest.raises(AuthenticationFailed):
+        await direct.as_user(authorization.removeprefix("Bearer ")).my_bookings()
+    # Without a configured secret too: a string is a token or nothing.
+    async with AsyncTessera.connect(db.url("authenticator"), retry=FAST_RETRY) as unverified:
+        with pytest.raises(AuthenticationFailed):
+            unverified.as_user(str(victim.id))
+    # A real token of the victim still works.
+    token = local_user_token(JWT_SECRET, victim.id)
+    assert len(await direct.as_user(token).my_bookings()) == 1
+
+
+async def test_supabase_verifies_tokens_when_it_has_the_secret(standin: SupabaseStandIn) -> None:
+    client = AsyncTessera.from_supabase(standin.url, standin.anon_key, jwt_secret=JWT_SECRET)
+    forged = local_user_token("not-the-secret-" + "x" * 32, uuid.uuid4())
+    with pytest.raises(AuthenticationFailed):
+        client.as_user(forged)
+    with pytest.raises(AuthenticationFailed):
+        client.as_user(str(uuid.uuid4()))
+    await client.close()
 
 
 async def test_supabase_identities_need_credentials(standin: SupabaseStandIn) -> None:
@@ -112,7 +145,6 @@ async def test_supabase_identities_need_credentials(standin: SupabaseStandIn) ->
     await bare.close()
 
 
-@with_access
 async def test_supabase_access_token_and_session_refresh(
     db: TestDatabase, standin: SupabaseStandIn
 ) -> None:
@@ -136,7 +168,6 @@ async def test_supabase_access_token_and_session_refresh(
     assert booking.user_id == alice.id
 
 
-@with_access
 async def test_two_sessions_at_once(db: TestDatabase, standin: SupabaseStandIn) -> None:
     for name in ("alice", "bob"):
         create_local_user(db.url(), f"{name}@example.test", f"{name}-password")

@@ -46,9 +46,13 @@ from websockets.http11 import Request, Response
 
 from tessera_client._local import keys
 
+from ..support import preamble
+
 __all__ = ["Delivery", "Join", "RealtimeStandIn"]
 
-_INSERTED_ID = re.compile(r"^table realtime\.messages: INSERT: id\[uuid\]:'([0-9a-f-]{36})'")
+_INSERTED_ID = re.compile(
+    r"^table realtime\.messages(?:_\w+)?: INSERT: id\[uuid\]:'([0-9a-f-]{36})'"
+)
 
 
 @dataclass(frozen=True)
@@ -331,11 +335,7 @@ class RealtimeStandIn:
                     probe = await cur.fetchone()
                     assert probe is not None
                     await conn.execute(
-                        """select set_config('role', %s, true),
-                                  set_config('realtime.topic', %s, true),
-                                  set_config('request.jwt.claims', %s, true),
-                                  set_config('request.headers', '{}', true)""",
-                        (role, topic, json.dumps(claims)),
+                        *preamble(role, claims, {"realtime.topic": topic, "request.headers": "{}"})
                     )
                     cur = await conn.execute(
                         """select id from realtime.messages

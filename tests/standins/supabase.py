@@ -51,15 +51,12 @@ from psycopg_pool import ConnectionPool
 from tessera_client._local import keys
 from tessera_client._local.users import verify_password
 
+from ..support import act_as
+
 __all__ = ["RecordedRequest", "SupabaseStandIn"]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-_PREAMBLE = (
-    "select set_config('search_path', 'public, extensions', true), "
-    "set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
-    "set_config('request.method', %s, true), set_config('request.path', %s, true)"
-)
 
 
 def _split_terms(text: str) -> list[str]:
@@ -300,7 +297,13 @@ class SupabaseStandIn:
             conn.read_only = method == "GET"
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(_PREAMBLE, (role, json.dumps(claims), method, path))
+                    act_as(
+                        cur,
+                        role,
+                        claims,
+                        search_path="public, extensions",
+                        **{"request.method": method, "request.path": path},
+                    )
                     cur.execute(query, params)
                     rows = [row[0] for row in cur.fetchall()]
                     drop = method != "GET" and self._faults.take("drop_after_commit")

@@ -1,7 +1,7 @@
 -- Schema: the tables, functions, types and privileges the booking core promises.
 begin;
 set local search_path = public, extensions;
-select plan(46);
+select plan(47);
 
 -- ------------------------------------------------------------------------------------------
 -- Tables and keys
@@ -20,7 +20,7 @@ select col_is_pk('public', 'ledger', 'seq', 'ledger entries are keyed by their p
 select col_is_pk('tessera', 'seat_blocks', array['event_id', 'block'], 'seat blocks are keyed by event and block');
 select col_is_pk('tessera', 'event_queues', 'event_id', 'one queue row per event');
 
-select has_sequence('tessera', 'queue_tickets', 'queue tickets come from one sequence');
+select has_table('tessera', 'waitlist_buckets', 'table tessera.waitlist_buckets exists');
 
 select set_has(
     $$
@@ -139,7 +139,7 @@ select is_empty(
     $$,
     'every public RPC has a comment (PostgREST shows it in its API description)'
 );
-select is(public.tessera_schema_version(), 2, 'version 2: the squash, then update_event');
+select is(public.tessera_schema_version(), 4, 'the schema version is that of the latest API-changing delta');
 
 -- Constants have one home: the signature defaults PostgREST shows repeat them, and agree.
 select results_eq(
@@ -160,6 +160,23 @@ select results_eq(
         tessera.default_page_size()::text
     $$,
     'RPC signature defaults equal the constants in tessera'
+);
+select results_eq(
+    $$
+    select pg_catalog.pg_get_constraintdef(c.oid) from pg_catalog.pg_constraint as c
+    where c.conrelid = 'public.bookings'::regclass
+      and c.conname in ('bookings_idempotency_key_length', 'bookings_seats_range')
+    order by c.conname
+    $$,
+    $$
+    values
+    (pg_catalog.format(
+        'CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= %s)))',
+        tessera.max_idempotency_key_length()
+    )),
+    (pg_catalog.format('CHECK (((seats >= 1) AND (seats <= %s)))', tessera.max_party_size()))
+    $$,
+    'the literal bounds of the bookings checks equal the constants in tessera'
 );
 
 -- Reads are STABLE so PostgREST may serve them with GET on a read-only transaction.

@@ -14,7 +14,7 @@ as $$
     select
         (select count(*) from public.bookings),
         (select count(*) from public.ledger),
-        (select last_value from tessera.queue_tickets)
+        (select sum(q.tickets_issued)::bigint from tessera.event_queues as q)
 $$;
 
 select tests.sign_in('11111111-1111-1111-1111-111111111111');
@@ -41,16 +41,16 @@ select results_eq(
     'a retry with the same key returns the original booking'
 );
 
-select results_eq(
-    $$select booking_id, seats from public.book_event(tests.event_id('hall'), 2, 'checkout-1')$$,
-    $$values (tests.booking_id('u1'), 1)$$,
-    'a retry with other arguments still returns the original booking unchanged'
+select throws_ok(
+    $$select public.book_event(tests.event_id('hall'), 2, 'checkout-1')$$,
+    'TS010', null,
+    'a retry with another party size is an idempotency conflict'
 );
 
-select results_eq(
-    $$select booking_id, event_id from public.book_event(tests.event_id('other'), 1, 'checkout-1')$$,
-    $$values (tests.booking_id('u1'), tests.event_id('hall'))$$,
-    'a key names one booking forever, whatever event a retry names'
+select throws_ok(
+    $$select public.book_event(tests.event_id('other'), 1, 'checkout-1')$$,
+    'TS010', null,
+    'a key names one booking forever: a retry naming another event is a conflict'
 );
 
 reset role;
