@@ -32,11 +32,10 @@ import psycopg
 from psycopg import sql
 
 from tessera_client._local import keys
+from tessera_client._local.defaults import DEFAULT_PORT, LOCAL_PASSWORD
 from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 
-DEFAULT_PORT = 54322
-LOCAL_PASSWORD = "postgres"  # local-only, like `supabase start`
 SERVICE_USER = "tessera"  # OS user that owns the cluster when Tessera runs as root
 
 
