@@ -128,6 +128,21 @@ class RetryPolicy:
     initial_delay: float = 0.05
     max_delay: float = 2.0
 
+    @classmethod
+    def spanning(cls, seconds: float, *, max_delay: float = 0.5) -> RetryPolicy:
+        """Enough retries to outlast an outage of about ``seconds``, such as a failover.
+
+        Example:
+            >>> AsyncTessera.connect(multi_host_dsn, retry=RetryPolicy.spanning(20))
+        """
+        policy = cls(attempts=1, max_delay=max_delay)
+        waited = 0.0
+        while waited < seconds:
+            # Counted at the shortest pause the jitter allows, so the span is never shorter.
+            waited += min(max_delay, policy.initial_delay * 2 ** (policy.attempts - 1)) / 2
+            policy = cls(attempts=policy.attempts + 1, max_delay=max_delay)
+        return policy
+
     def delay(self, retry: int) -> float:
         """Pause before retry number ``retry`` (0-based): exponential, with jitter."""
         ceiling = min(self.max_delay, self.initial_delay * (2**retry))
@@ -183,6 +198,7 @@ class AsyncTessera:
         jwt_secret: str | None = None,
         retry: RetryPolicy | None = None,
         application_name: str = "tessera",
+        read_dsn: str | None = None,
     ) -> AsyncTessera:
         """A client over a direct PostgreSQL connection pool (psycopg 3).
 
@@ -196,8 +212,13 @@ class AsyncTessera:
             timeout: Seconds to wait for a free connection.
             jwt_secret: Verifies (HS256) tokens passed to ``as_user``. Without it their
                 claims are trusted as they are, so only pass tokens your app has verified.
-            retry: How transient failures are retried.
+            retry: How transient failures are retried. Across a failover (a multi-host
+                ``dsn``, docs/ha.md) use one that waits long enough, such as
+                ``RetryPolicy.spanning(20)``.
             application_name: Shown in ``pg_stat_activity`` unless the DSN sets one.
+            read_dsn: A read replica: ``availability``, ``list_events`` and ``changes`` go
+                there, with read-your-writes (a caller's reads wait for nothing: when the
+                replica has not replayed the caller's last write yet, the primary answers).
 
         Example:
             >>> dsn = "postgresql://authenticator:…@localhost:54322/postgres"
@@ -211,6 +232,7 @@ class AsyncTessera:
             timeout=timeout,
             jwt_secret=jwt_secret,
             application_name=application_name,
+            read_dsn=read_dsn,
         )
         return cls(transport, retry=retry)
 
@@ -429,15 +451,24 @@ class AsyncTessera:
         *,
         read_only: bool = False,
         idempotent: bool | None = None,
+        replica: bool = False,
     ) -> Any:
-        """Call ``public.function``; arguments that are ``None`` are left to SQL defaults."""
+        """Call ``public.function``; arguments that are ``None`` are left to SQL defaults.
+
+        ``replica``: a read replica may answer (``read_dsn``).
+        """
         if not self._schema.passed:
             await self._check_schema()
         given = {name: value for name, value in args.items() if value is not None}
         _require_aware(given.items())
         return await self._retrying(
             lambda: self._transport.call(
-                self._identity, function, given, returns=returns, read_only=read_only
+                self._identity,
+                function,
+                given,
+                returns=returns,
+                read_only=read_only,
+                replica=replica,
             ),
             idempotent=read_only if idempotent is None else idempotent,
         )
@@ -446,18 +477,17 @@ class AsyncTessera:
         return _PUBLIC_EVENT_COLUMNS if self._identity.role == "anon" else _EVENT_COLUMNS
 
     def _booking_columns(self) -> tuple[str, ...]:
-        return (
-            _SERVICE_BOOKING_COLUMNS
-            if self._identity.role == "service_role"
-            else (_BOOKING_COLUMNS)
-        )
+        if self._identity.role == "service_role":
+            return _SERVICE_BOOKING_COLUMNS
+        return _BOOKING_COLUMNS
 
-    async def _select(self, query: Select) -> list[Mapping[str, Any]]:
+    async def _select(self, query: Select, *, replica: bool = False) -> list[Mapping[str, Any]]:
         if not self._schema.passed:
             await self._check_schema()
         _require_aware((f.column, f.value) for f in query.filters)
         return await self._retrying(
-            lambda: self._transport.select(self._identity, query), idempotent=True
+            lambda: self._transport.select(self._identity, query, replica=replica),
+            idempotent=True,
         )
 
     # -- events ---------------------------------------------------------------------------
@@ -679,7 +709,8 @@ class AsyncTessera:
                 order=(("starts_at", False), ("id", False)),
                 limit=limit,
                 after=cursor,
-            )
+            ),
+            replica=True,
         )
         return [Event.from_row(row) for row in rows]
 
@@ -709,7 +740,9 @@ class AsyncTessera:
             >>> (await tessera.availability(event.id)).seats_available
             78
         """
-        row = await self._call("event_availability", {"event_id": event_id}, "one", read_only=True)
+        row = await self._call(
+            "event_availability", {"event_id": event_id}, "one", read_only=True, replica=True
+        )
         return Availability.from_row(row)
 
     async def changes(
@@ -738,6 +771,7 @@ class AsyncTessera:
             {"event_id": event_id, "after_seq": after_seq, "max_rows": limit},
             "many",
             read_only=True,
+            replica=True,
         )
         return [Change.from_row(row) for row in rows]
 

@@ -238,6 +238,7 @@ class Tessera:
         jwt_secret: str | None = None,
         retry: RetryPolicy | None = None,
         application_name: str = "tessera",
+        read_dsn: str | None = None,
     ) -> Tessera:
         """The blocking twin of :meth:`AsyncTessera.connect`.
 
@@ -254,6 +255,7 @@ class Tessera:
                 jwt_secret=jwt_secret,
                 retry=retry,
                 application_name=application_name,
+                read_dsn=read_dsn,
             )
         )
 

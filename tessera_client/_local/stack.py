@@ -32,7 +32,8 @@ import psycopg
 from psycopg import sql
 
 from tessera_client._local import keys
-from tessera_client._local.defaults import DEFAULT_PORT, LOCAL_PASSWORD
+from tessera_client._local.defaults import DEFAULT_PORT as DEFAULT_PORT  # re-exported (ha)
+from tessera_client._local.defaults import LOCAL_PASSWORD as LOCAL_PASSWORD  # re-exported
 from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 

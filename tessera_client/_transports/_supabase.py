@@ -227,8 +227,12 @@ class SupabaseTransport:
         returns: Returns,
         read_only: bool,
         schema: str = "public",
+        replica: bool = False,
     ) -> Any:
         """``POST /rest/v1/rpc/function`` (``GET`` for read-only calls).
+
+        ``replica`` is ignored: a Supabase read replica has an API URL of its own (GET
+        requests only), reached with a second client made for that URL.
 
         A schema other than ``public`` goes as the ``Content-Profile`` / ``Accept-Profile``
         header; PostgREST must expose it (``db-schemas``).
@@ -244,8 +248,11 @@ class SupabaseTransport:
             return next(iter(data.values()))
         return data
 
-    async def select(self, identity: Identity, query: Select) -> list[Mapping[str, Any]]:
-        """``GET /rest/v1/table?select=*&column=op.value&order=…&limit=…``."""
+    async def select(
+        self, identity: Identity, query: Select, *, replica: bool = False
+    ) -> list[Mapping[str, Any]]:
+        """``GET /rest/v1/table?select=*&column=op.value&order=…&limit=…`` (``replica``: as
+        for :meth:`call`)."""
         client = await self._postgrest(identity)
         builder = client.from_(query.table).select(*(query.columns or ("*",)))
         for condition in query.filters:

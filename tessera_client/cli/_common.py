@@ -124,8 +124,11 @@ def resolve_db_url(db_url: str | None) -> str:
                 "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
             ) from None
         return db_url
+    from tessera_client._local import ha
     from tessera_client._local.stack import LocalStack
 
+    if ha.is_formation():  # `tessera dev up --ha`: the multi-host URL
+        return ha.HaFormation().db_url
     stack = LocalStack()
     if not stack.is_running():
         raise fail(

@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from tessera_client.bench import SCENARIOS, BenchSettings, run_bench, save_results
+from tessera_client.cli import bench_failover
 from tessera_client.cli._common import (
     JsonOut,
     console,
@@ -510,3 +511,7 @@ def all_scenarios(
         out_dir=out_dir,
         markdown=markdown,
     )
+
+
+# The chaos benchmark builds an HA formation of its own (tessera_client.bench.failover).
+app.command("failover")(handle_errors(bench_failover.failover))
