@@ -107,10 +107,15 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def main(
     debug: bool = typer.Option(
-        False, "--debug", help="Show tracebacks (accepted anywhere on the line)."
+        False, "--debug", metavar="", help="Show tracebacks (accepted anywhere on the line)."
     ),
     version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+        False,
+        "--version",
+        metavar="",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version.",
     ),
 ) -> None:
     """Tessera: event booking whose rules live in PostgreSQL."""

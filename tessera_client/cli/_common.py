@@ -41,8 +41,8 @@ DbUrl = Annotated[
         show_default=False,
     ),
 ]
-# A name without "/" makes a flag only (no --no-json): help shows `--json`.
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# A flag: one name (no --no-json) and no metavar (help would show `--json <bool>`).
+JsonOut = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON.")]
 Limit = Annotated[int, typer.Option("--limit", min=1, max=10000, help="Show at most this many.")]
 
 F = TypeVar("F", bound=Callable[..., Any])

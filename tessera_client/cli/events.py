@@ -234,7 +234,7 @@ def _cancelled_by_event(db_url: str | None, event_id: object) -> int:
 @handle_errors
 def cancel(
     event_id: str = typer.Argument(..., help="Event id (or a unique prefix)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = typer.Option(False, "--yes", "-y", metavar="", help="Do not ask first."),
     db_url: DbUrl = None,
     json_out: JsonOut = False,
 ) -> None:

@@ -19,7 +19,9 @@ from tessera_client.cli._common import (
 @handle_errors
 def worker(
     every: float = typer.Option(30.0, "--every", min=1.0, help="Seconds between two runs."),
-    once: bool = typer.Option(False, "--once", help="Run expire_offers() once and exit."),
+    once: bool = typer.Option(
+        False, "--once", metavar="", help="Run expire_offers() once and exit."
+    ),
     db_url: DbUrl = None,
     json_out: JsonOut = False,
 ) -> None:
