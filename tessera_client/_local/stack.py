@@ -71,7 +71,10 @@ def default_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port (connections in TIME_WAIT do not count:
+    PostgreSQL binds with SO_REUSEADDR too)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
