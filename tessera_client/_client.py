@@ -164,9 +164,9 @@ class AsyncTessera:
         ...     booking = await alice.as_user(bob_id).book(event.id, seats=2)
     """
 
-    SCHEMA_VERSION = 4
-    """The oldest ``public.tessera_schema_version()`` this SDK works with (4: event topics are
-    private Realtime channels, which the SDK joins as such).
+    SCHEMA_VERSION = 6
+    """The oldest ``public.tessera_schema_version()`` this SDK works with (6: ``update_event``;
+    4 made event topics private Realtime channels, which the SDK joins as such).
 
     A client checks it on its first call (once, shared with the clients it scopes) and
     raises :class:`SchemaMismatch` when the database is older or has no such function.

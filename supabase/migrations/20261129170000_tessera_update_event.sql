@@ -162,9 +162,9 @@ comment on function public.update_event(
 'event_updated ledger entry naming every changed field. Errors: TS001, TS007, 22023, 42501.';
 
 -- ===========================================================================================
--- RPC: tessera_schema_version — 5: update_event and the event_updated ledger entry
+-- RPC: tessera_schema_version — 6: update_event and the event_updated ledger entry
 -- ===========================================================================================
 create or replace function public.tessera_schema_version() returns integer
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 5 $$;
+as $$ select 6 $$;

@@ -496,8 +496,8 @@ def abuse(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Abuse: a hot event's bookings while attackers make refused calls against it.
