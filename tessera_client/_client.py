@@ -597,6 +597,7 @@ class AsyncTessera:
             PermissionDenied: The caller does not organize the event (nor is the service).
             InvalidParameter: A value is out of range, or a datetime is naive.
             InvalidTransition: The event is cancelled.
+            RateLimited: Too many changes by this user in the current window.
 
         Example:
             >>> event = await alice.update_event(event.id, venue="Blue Hall")
