@@ -179,7 +179,7 @@ create table public.ledger (
     constraint ledger_kind_known check (
         kind in (
             'booked', 'waitlisted', 'promoted', 'offered', 'claimed', 'offer_expired',
-            'cancelled', 'capacity_changed', 'event_published', 'event_cancelled'
+            'cancelled', 'capacity_changed', 'event_published', 'event_cancelled', 'event_updated'
         )
     )
 );

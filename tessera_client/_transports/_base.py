@@ -58,6 +58,8 @@ class Select:
         filters: Conditions joined with ``and``.
         order: ``(column, descending)`` pairs.
         limit: At most this many rows.
+        after: Keyset pagination: only rows that come after these values of the ``order``
+            columns (one value per column; every column ascending).
     """
 
     table: str
@@ -65,6 +67,7 @@ class Select:
     filters: tuple[Filter, ...] = ()
     order: tuple[tuple[str, bool], ...] = ()
     limit: int | None = None
+    after: tuple[Any, ...] = ()
 
 
 class Transport(Protocol):

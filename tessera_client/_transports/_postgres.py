@@ -104,6 +104,16 @@ _REPLICA_PAUSE = 5.0
 _REPLICA_CONNECT_WAIT = 2.0
 
 
+# libpq's words for a login the server refused (its connection errors carry no SQLSTATE).
+_LOGIN_REJECTED = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    'role "',
+    "password supplied",
+    "SCRAM authentication",
+)
+
+
 class PostgresTransport:
     """Calls Tessera's functions over a psycopg connection pool.
 
@@ -174,9 +184,15 @@ class PostgresTransport:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the pool and wait for its first connections."""
+        """Open the pool and wait for its first connections.
+
+        Raises:
+            AuthenticationFailed: The server rejected the login; permanent, so not retried.
+            Unavailable: No connection within the timeout.
+        """
         if self._opened:
             return
+        await self._check_login()
         self._opened = True
         try:
             await self._pool.open(wait=True, timeout=self._timeout)
@@ -185,6 +201,25 @@ class PostgresTransport:
         if self._read_pool is not None:
             # Not waited for: while the replica is unreachable the primary answers reads.
             await self._read_pool.open(wait=False)
+
+    async def _check_login(self) -> None:
+        """Log in once, directly: a wrong password fails now, in one error, instead of the
+        pool retrying it in the background until its timeout."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn, connect_timeout=max(1, round(self._timeout))
+            )
+        except psycopg.OperationalError as exc:
+            reasons = [line for line in str(exc).splitlines() if line.strip()]
+            reason = reasons[-1].rsplit("failed:", 1)[-1].strip() if reasons else str(exc)
+            if (exc.sqlstate or "").startswith("28") or any(
+                marker in reason for marker in _LOGIN_REJECTED
+            ):
+                raise AuthenticationFailed(
+                    "the database rejected the login", detail=reason
+                ) from exc
+            raise Unavailable("could not connect to the database", detail=reason) from exc
+        await conn.close()
 
     async def close(self) -> None:
         """Stop the realtime poller and close the pool."""
@@ -287,15 +322,24 @@ class PostgresTransport:
             )
         ]
         params: list[Any] = []
-        if query.filters:
-            conditions = []
-            for condition in query.filters:
-                conditions.append(
-                    sql.SQL("{} {} %s").format(
-                        sql.Identifier(condition.column), sql.SQL(OPERATORS_SQL[condition.op])
-                    )
+        conditions: list[sql.Composable] = []
+        for condition in query.filters:
+            conditions.append(
+                sql.SQL("{} {} %s").format(
+                    sql.Identifier(condition.column), sql.SQL(OPERATORS_SQL[condition.op])
                 )
-                params.append(condition.value)
+            )
+            params.append(condition.value)
+        if query.after:
+            keys = [column for column, _ in query.order[: len(query.after)]]
+            conditions.append(
+                sql.SQL("({}) > ({})").format(
+                    sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+                    sql.SQL(", ").join(sql.Placeholder() * len(keys)),
+                )
+            )
+            params.extend(query.after)
+        if conditions:
             parts.append(sql.SQL("where {}").format(sql.SQL(" and ").join(conditions)))
         if query.order:
             parts.append(

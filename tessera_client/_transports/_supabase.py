@@ -43,6 +43,17 @@ _NOT_RUN_STATUSES = frozenset({"503"})
 _UNKNOWN_STATUSES = frozenset({"500", "502", "504", "520", "522", "524"})
 
 
+def _keyset_after(columns: list[str], values: tuple[Any, ...]) -> str:
+    """PostgREST's ``or`` filter for ``(c1, c2, …) > (v1, v2, …)``."""
+    quoted = [f'"{_wire(value)}"' for value in values]
+    branches = []
+    for i in range(len(values)):
+        equal = [f"{columns[j]}.eq.{quoted[j]}" for j in range(i)]
+        greater = f"{columns[i]}.gt.{quoted[i]}"
+        branches.append(f"and({','.join([*equal, greater])})" if equal else greater)
+    return ",".join(branches)
+
+
 def _wire(value: Any) -> Any:
     """A value as PostgREST reads it (JSON, or text in a query string)."""
     if isinstance(value, Enum):
@@ -246,6 +257,8 @@ class SupabaseTransport:
         builder = client.from_(query.table).select(*(query.columns or ("*",)))
         for condition in query.filters:
             builder = builder.filter(condition.column, condition.op, str(_wire(condition.value)))
+        if query.after:
+            builder = builder.or_(_keyset_after([c for c, _ in query.order], query.after))
         for column, descending in query.order:
             builder = builder.order(column, desc=descending)
         if query.limit is not None:

@@ -74,17 +74,23 @@ Save = Annotated[
     ),
 ]
 OutDir = Annotated[
-    Path,
+    Path | None,
     typer.Option(
-        "--out-dir", envvar="TESSERA_BENCH_OUT_DIR", help="Where JSON results and charts go."
+        "--out-dir",
+        envvar="TESSERA_BENCH_OUT_DIR",
+        help="Where results go: JSON, chart and benchmarks.md. Default: Tessera's data folder "
+        "(never the repository); `--out-dir docs/benchmarks --markdown docs/benchmarks.md` "
+        "records a run in the docs.",
+        show_default=False,
     ),
 ]
 MarkdownFile = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--markdown",
         envvar="TESSERA_BENCH_MARKDOWN",
-        help="Markdown file the results table is appended to.",
+        help="Markdown file the results table is appended to. Default: OUT_DIR/benchmarks.md.",
+        show_default=False,
     ),
 ]
 Clients = Annotated[
@@ -123,8 +129,41 @@ Ceiling = Annotated[
     ),
 ]
 
-DEFAULT_OUT_DIR = Path("docs/benchmarks")
-DEFAULT_MARKDOWN = Path("docs/benchmarks.md")
+INSTALL_BENCH = (
+    "pip install 'tessera-client[bench]' (in a checkout: .venv/bin/pip install -e '.[bench]')"
+)
+
+
+def default_out_dir() -> Path:
+    """Where results go without --out-dir: Tessera's data folder, outside any checkout."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tessera")) / "bench"
+
+
+def check_dependencies(scenarios: list[str], saving: bool) -> None:
+    """Fail at once, in one line, when something a run will need is missing.
+
+    Raises:
+        typer.Exit: matplotlib (the chart) or pgbouncer (the connections scenario) is missing.
+    """
+    missing: list[str] = []
+    if saving:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            missing.append(f"matplotlib, for the chart: {INSTALL_BENCH}")
+    if "connections" in scenarios:
+        from tessera_client.bench._pgbouncer import PgBouncerError, find_pgbouncer
+
+        try:
+            find_pgbouncer()
+        except PgBouncerError as exc:
+            missing.append(str(exc))
+    if missing:
+        raise fail("tessera bench needs " + "; and ".join(missing))
+
+
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _PASSWORD_IN_CONNINFO = re.compile(r"(password\s*=\s*)('[^']*'|\S+)")
 
@@ -175,9 +214,13 @@ def _run(
     db_url: str | None,
     json_out: bool,
     save: bool | None,
-    out_dir: Path,
-    markdown: Path,
+    out_dir: Path | None,
+    markdown: Path | None,
 ) -> None:
+    saving = save if save is not None else not settings.smoke
+    check_dependencies(scenarios, saving)
+    out_dir = out_dir or default_out_dir()
+    markdown = markdown or out_dir / "benchmarks.md"
     with _progress(enabled=True) as progress:
         document = asyncio.run(
             run_bench(
@@ -188,9 +231,7 @@ def _run(
                 command=_command_line(command),
             )
         )
-    saved = None
-    if save if save is not None else not settings.smoke:
-        saved = save_results(document, out_dir, markdown)
+    saved = save_results(document, out_dir, markdown) if saving else None
     if json_out:
         print_json(document)
     else:
@@ -222,8 +263,8 @@ def hot(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Hot event: every client books one event; the FOR UPDATE baseline at the same counts.
@@ -258,8 +299,8 @@ def spread(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Spread: the same clients over many events (no contention), to price contention.
@@ -301,8 +342,8 @@ def flash(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Flash sale: users rush the seats at once; then cancellations promote the queue (FIFO).
@@ -342,8 +383,8 @@ def waitlist(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Big waitlist: waitlist_position, joining, and cancel → promotion at 100,000 waiting.
@@ -378,8 +419,8 @@ def connections(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Connections: thousands of clients through PgBouncer (transaction pooling).
@@ -416,8 +457,8 @@ def realtime(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Realtime: commit-to-receipt latency while bookings flow.
@@ -455,8 +496,8 @@ def abuse(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Abuse: a hot event's bookings while attackers make refused calls against it.
@@ -486,8 +527,8 @@ def all_scenarios(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Every scenario in one run, on one database: the run docs/benchmarks.md reports.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from tessera_client._local import ha
 from tessera_client._local.stack import LocalStack
@@ -36,7 +35,8 @@ def up(
         print_json({"started": started, **stack.status().as_dict()})
         return
     verb = "started" if started else "already running"
-    console.print(f"[green]local stack {verb}[/] at {stack.db_url}")
+    console.print(f"[green]local stack {verb}[/] at {stack.db_url}", soft_wrap=True)
+    console.print(f"offers expire: {stack.offer_expiry}", soft_wrap=True)
 
 
 @app.command()
@@ -69,15 +69,18 @@ def status(json_out: JsonOut = False) -> None:
         if not info.running:
             raise typer.Exit(1)
         return
-    table = Table(show_header=False, box=None)
-    table.add_row("status", "[green]running[/]" if info.running else "[red]stopped[/]")
-    table.add_row("database URL", info.db_url)
-    table.add_row("admin URL", info.admin_url)
-    table.add_row("data dir", str(info.data_dir))
-    table.add_row("JWT secret", str(info.jwt_secret_file))
-    table.add_row("anon key", info.anon_key or "-")
-    table.add_row("service_role key", info.service_role_key or "-")
-    console.print(table)
+    _print_pairs(
+        [
+            ("status", "[green]running[/]" if info.running else "[red]stopped[/]"),
+            ("database URL", info.db_url),
+            ("admin URL", info.admin_url),
+            ("data dir", str(info.data_dir)),
+            ("JWT secret", str(info.jwt_secret_file)),
+            ("offers expire", info.offer_expiry),
+            ("anon key", info.anon_key or "-"),
+            ("service_role key", info.service_role_key or "-"),
+        ]
+    )
     if not info.running:
         raise typer.Exit(1)
 
@@ -138,16 +141,23 @@ def _status_ha(json_out: bool) -> None:
     if json_out:
         print_json(info.as_dict())
     else:
-        table = Table(show_header=False, box=None)
-        table.add_row("status", "[green]running[/]" if info.running else "[red]stopped[/]")
-        table.add_row("database URL", info.db_url)
-        table.add_row("monitor URL", info.monitor_url)
-        table.add_row("data dir", str(info.data_dir))
-        table.add_row("anon key", info.anon_key or "-")
-        table.add_row("service_role key", info.service_role_key or "-")
+        rows = [
+            ("status", "[green]running[/]" if info.running else "[red]stopped[/]"),
+            ("database URL", info.db_url),
+            ("monitor URL", info.monitor_url),
+            ("data dir", str(info.data_dir)),
+            ("anon key", info.anon_key or "-"),
+            ("service_role key", info.service_role_key or "-"),
+        ]
         for node in info.nodes:
             state = f"{node.role} ({node.state})" if node.pid else "[red]stopped[/]"
-            table.add_row(node.name, f"{state} port {node.port} pid {node.pid or '-'}")
-        console.print(table)
+            rows.append((node.name, f"{state} port {node.port} pid {node.pid or '-'}"))
+        _print_pairs(rows)
     if not info.running:
         raise typer.Exit(1)
+
+
+def _print_pairs(rows: list[tuple[str, str]]) -> None:
+    """One "name: value" line each, never cut: keys and URLs are copied from here."""
+    for name, value in rows:
+        console.print(f"{name + ':':<18}{value}", soft_wrap=True, highlight=False)

@@ -38,7 +38,8 @@ def test_every_rpc_and_read_has_a_method() -> None:
     expected = {
         "create_event", "book", "cancel", "claim_offer", "availability", "waitlist_position",
         "set_capacity", "publish_event", "cancel_event", "changes", "expire_offers",
-        "list_events", "get_event", "my_bookings", "attendees", "waitlist",
+        "list_events", "get_event", "my_bookings", "attendees", "waitlist", "update_event",
+        "list_bookings", "get_booking",
     }  # fmt: skip
     assert expected <= set(public_methods(AsyncTessera))
 

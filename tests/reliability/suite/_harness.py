@@ -42,7 +42,7 @@ __all__ = [
     "url_for",
 ]
 
-DOCUMENTED_SQLSTATES = frozenset({f"TS00{n}" for n in range(1, 10)} | {"22023", "42501"})
+DOCUMENTED_SQLSTATES = frozenset({f"TS{n:03d}" for n in range(1, 11)} | {"22023", "42501"})
 """The error codes Tessera documents (README): what a caller may ever see from an RPC."""
 
 Row = dict[str, Any]
