@@ -279,7 +279,7 @@ create table tessera.rate_limits (
     constraint rate_limits_action_known check (
         action in (
             'book_event', 'cancel_booking', 'claim_offer', 'create_event', 'set_event_capacity',
-            'publish_event', 'cancel_event'
+            'publish_event', 'cancel_event', 'update_event'
         )
     ),
     constraint rate_limits_max_calls_range check (max_calls between 1 and 1000000),
@@ -295,7 +295,8 @@ values
 ('set_event_capacity', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
 ('publish_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
 ('cancel_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
-('create_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds());
+('create_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
+('update_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds());
 
 create table tessera.rate_limit_usage (
     user_id uuid not null,

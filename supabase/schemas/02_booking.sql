@@ -1499,7 +1499,15 @@ declare
 begin
     -- LOCK ORDER (see the booking migration): the event exclusively (2), then its row, as
     -- every change of an event does, so a booking in flight sees it wholly before or after.
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'a cancelled event cannot be changed',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('update_event');
     perform tessera.lock_event_exclusive(event_id);
+    perform tessera.enforce_rate_limit('update_event');
     select * into v_event from public.events as e where e.id = event_id for update;
     if v_event.status = 'cancelled' then
         raise exception using errcode = 'TS007', message = 'a cancelled event cannot be changed',
