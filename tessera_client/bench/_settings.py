@@ -8,7 +8,16 @@ from typing import Any
 
 __all__ = ["SCENARIOS", "BenchSettings"]
 
-SCENARIOS: tuple[str, ...] = ("hot", "spread", "flash", "waitlist", "connections", "realtime")
+SCENARIOS: tuple[str, ...] = (
+    "hot",
+    "pgbench",
+    "openloop",
+    "spread",
+    "flash",
+    "waitlist",
+    "connections",
+    "realtime",
+)
 """Every scenario, in the order ``tessera bench all`` runs them."""
 
 
@@ -35,6 +44,9 @@ class BenchSettings:
         realtime_subscribers: Subscribers of the realtime scenario.
         realtime_rate: Bookings per second during the realtime scenario.
         realtime_seconds: Length of the realtime scenario.
+        open_loop_clients: Connections of the open-loop scenario.
+        open_loop_factor: Its arrival rate, as a multiple of the baseline's best closed-loop
+            throughput.
         smoke: A seconds-long version, to check the suite works (not to measure).
     """
 
@@ -55,6 +67,8 @@ class BenchSettings:
     realtime_subscribers: int = 100
     realtime_rate: float = 100.0
     realtime_seconds: float = 10.0
+    open_loop_clients: int = 32
+    open_loop_factor: float = 1.5
     smoke: bool = False
 
     @classmethod
@@ -77,6 +91,7 @@ class BenchSettings:
             realtime_subscribers=5,
             realtime_rate=20.0,
             realtime_seconds=1.0,
+            open_loop_clients=8,
             smoke=True,
         )
 
