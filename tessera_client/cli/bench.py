@@ -524,6 +524,15 @@ def all_scenarios(
     seconds: Seconds = None,
     warmup: Warmup = None,
     ceiling: Ceiling = True,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            envvar="TESSERA_BENCH_ONLY",
+            help=f"Comma-separated subset, in this order: {', '.join(SCENARIOS)}.",
+            show_default=False,
+        ),
+    ] = None,
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
@@ -538,9 +547,16 @@ def all_scenarios(
     settings = _settings(
         smoke, clients=_parse_clients(clients), seconds=seconds, warmup=warmup, ceiling=ceiling
     )
+    chosen = list(SCENARIOS)
+    if only is not None:
+        wanted = {name.strip() for name in only.split(",") if name.strip()}
+        unknown = wanted - set(SCENARIOS)
+        if unknown or not wanted:
+            raise fail(f"--only takes scenario names from: {', '.join(SCENARIOS)}")
+        chosen = [name for name in SCENARIOS if name in wanted]
     _run(
         "all",
-        list(SCENARIOS),
+        chosen,
         settings,
         db_url=db_url,
         json_out=json_out,
