@@ -11,7 +11,10 @@ test_apt_packages=(
     postgresql-15-plpgsql-check           # plpgsql_check, used by `supabase db lint`
     postgresql-15-cron                    # pg_cron, offer expiry on the local stack
     pgbouncer                             # transaction-pooling tests
+    postgresql-15-auto-failover           # pg_auto_failover extension (monitor + nodes), tests/ha
+    pg-auto-failover-cli                  # pg_autoctl, which drives the HA formation
     chromium                              # browser tests of the example booking page
+    libatomic1                            # needed by Playwright's bundled driver (node)
 )
 
 install_test_tools() {
@@ -65,6 +68,8 @@ verify_test_tools() {
     check postgresql-15-plpgsql-check test -f "$ext/plpgsql_check.control"
     check postgresql-15-cron test -f "$ext/pg_cron.control"
     check pgbouncer "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" --version
+    check pg-auto-failover-cli "$(command -v pg_autoctl || echo /usr/bin/pg_autoctl)" --version
+    check postgresql-15-auto-failover test -f "$ext/pgautofailover.control"
     check chromium chromium --version
     local want
     want="$(pinned_supabase_cli)"
@@ -76,5 +81,13 @@ verify_test_tools() {
         printf '  - %s\n' "${problems[@]}" >&2
         exit 1
     fi
-    echo "==> test tools verified: PostgreSQL 15, pg_prove, pgTAP, plpgsql_check, pg_cron, PgBouncer, Chromium, Supabase CLI $want"
+    echo "==> test tools verified: PostgreSQL 15, pg_prove, pgTAP, plpgsql_check, pg_cron, PgBouncer, Chromium, pg_auto_failover, Supabase CLI $want"
+}
+
+# verify_venv_tools: tools that come with the Python environment, checked once it exists.
+verify_venv_tools() {
+    if ! python -m playwright --version >/dev/null 2>&1; then
+        echo "error: Playwright's driver does not start: apt-get install libatomic1, then pip install -e '.[dev]'" >&2
+        exit 1
+    fi
 }

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from tessera_client._errors import (
+    BookingNotFound,
     EventNotFound,
+    InvalidParameter,
     OutcomeUnknown,
     PermissionDenied,
+    SchemaMismatch,
+    TesseraError,
     TransactionConflict,
     Unavailable,
 )
@@ -29,6 +33,7 @@ from tessera_client._models import (
     Attendee,
     Availability,
     Booking,
+    BookingStatus,
     Change,
     Event,
     EventStatus,
@@ -53,6 +58,54 @@ _EVENT_COLUMNS = (
     "updated_at", "published_at", "cancelled_at",
 )  # fmt: skip
 _PUBLIC_EVENT_COLUMNS = tuple(column for column in _EVENT_COLUMNS if column != "organizer_id")
+# Columns of public.bookings; idempotency keys (maybe order ids) only the service role reads
+# directly (users read their own through my_bookings).
+_BOOKING_COLUMNS = (
+    "id", "event_id", "user_id", "status", "seats", "created_at", "offer_expires_at",
+    "confirmed_at", "waitlisted_at", "offered_at", "cancelled_at", "expired_at",
+)  # fmt: skip
+_SERVICE_BOOKING_COLUMNS = (*_BOOKING_COLUMNS, "idempotency_key")
+
+_Item = TypeVar("_Item")
+
+
+def _require_aware(values: Iterable[tuple[str, Any]]) -> None:
+    """Refuse naive datetimes: which zone they mean is a guess the SDK will not make."""
+    for name, value in values:
+        if isinstance(value, datetime) and value.utcoffset() is None:
+            raise InvalidParameter(
+                f"{name} must be timezone-aware, got a naive datetime ({value.isoformat()})",
+                hint="Give it a zone: datetime(2026, 12, 24, 19, 30, tzinfo=UTC) or "
+                "datetime.now().astimezone().",
+            )
+
+
+def _page(
+    items: Sequence[_Item],
+    key: Callable[[_Item], uuid.UUID],
+    after: uuid.UUID | None,
+    limit: int | None,
+) -> list[_Item]:
+    """Items after the one whose id is ``after`` (none: from the start), at most ``limit``."""
+    start = 0
+    if after is not None:
+        ids = [key(item) for item in items]
+        start = ids.index(after) + 1 if after in ids else len(items)
+    end = None if limit is None else start + limit
+    return list(items[start:end])
+
+
+# What the server says when public.tessera_schema_version() does not exist.
+_MISSING_FUNCTION_CODES = frozenset({"42883", "PGRST202"})
+
+
+class _SchemaCheck:
+    """Whether the database's schema version has been checked; shared with scoped clients."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self) -> None:
+        self.passed = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +128,21 @@ class RetryPolicy:
     initial_delay: float = 0.05
     max_delay: float = 2.0
 
+    @classmethod
+    def spanning(cls, seconds: float, *, max_delay: float = 0.5) -> RetryPolicy:
+        """Enough retries to outlast an outage of about ``seconds``, such as a failover.
+
+        Example:
+            >>> AsyncTessera.connect(multi_host_dsn, retry=RetryPolicy.spanning(20))
+        """
+        policy = cls(attempts=1, max_delay=max_delay)
+        waited = 0.0
+        while waited < seconds:
+            # Counted at the shortest pause the jitter allows, so the span is never shorter.
+            waited += min(max_delay, policy.initial_delay * 2 ** (policy.attempts - 1)) / 2
+            policy = cls(attempts=policy.attempts + 1, max_delay=max_delay)
+        return policy
+
     def delay(self, retry: int) -> float:
         """Pause before retry number ``retry`` (0-based): exponential, with jitter."""
         ceiling = min(self.max_delay, self.initial_delay * (2**retry))
@@ -96,6 +164,14 @@ class AsyncTessera:
         ...     booking = await alice.as_user(bob_id).book(event.id, seats=2)
     """
 
+    SCHEMA_VERSION = 6
+    """The oldest ``public.tessera_schema_version()`` this SDK works with (6: ``update_event``;
+    4 made event topics private Realtime channels, which the SDK joins as such).
+
+    A client checks it on its first call (once, shared with the clients it scopes) and
+    raises :class:`SchemaMismatch` when the database is older or has no such function.
+    """
+
     def __init__(
         self,
         transport: Transport,
@@ -108,6 +184,7 @@ class AsyncTessera:
         self._identity = identity or transport.anonymous_identity()
         self._retry = retry or RetryPolicy()
         self._owns_transport = owns_transport
+        self._schema = _SchemaCheck()
 
     # -- factories ------------------------------------------------------------------------
 
@@ -122,6 +199,7 @@ class AsyncTessera:
         jwt_secret: str | None = None,
         retry: RetryPolicy | None = None,
         application_name: str = "tessera",
+        read_dsn: str | None = None,
     ) -> AsyncTessera:
         """A client over a direct PostgreSQL connection pool (psycopg 3).
 
@@ -135,8 +213,13 @@ class AsyncTessera:
             timeout: Seconds to wait for a free connection.
             jwt_secret: Verifies (HS256) tokens passed to ``as_user``. Without it their
                 claims are trusted as they are, so only pass tokens your app has verified.
-            retry: How transient failures are retried.
+            retry: How transient failures are retried. Across a failover (a multi-host
+                ``dsn``, docs/ha.md) use one that waits long enough, such as
+                ``RetryPolicy.spanning(20)``.
             application_name: Shown in ``pg_stat_activity`` unless the DSN sets one.
+            read_dsn: A read replica: ``availability``, ``list_events`` and ``changes`` go
+                there, with read-your-writes (a caller's reads wait for nothing: when the
+                replica has not replayed the caller's last write yet, the primary answers).
 
         Example:
             >>> dsn = "postgresql://authenticator:…@localhost:54322/postgres"
@@ -150,6 +233,7 @@ class AsyncTessera:
             timeout=timeout,
             jwt_secret=jwt_secret,
             application_name=application_name,
+            read_dsn=read_dsn,
         )
         return cls(transport, retry=retry)
 
@@ -212,7 +296,9 @@ class AsyncTessera:
         return self._transport
 
     def _scoped(self, identity: Identity) -> AsyncTessera:
-        return AsyncTessera(self._transport, identity, retry=self._retry, owns_transport=False)
+        scoped = AsyncTessera(self._transport, identity, retry=self._retry, owns_transport=False)
+        scoped._schema = self._schema
+        return scoped
 
     def as_user(self, user: uuid.UUID | str, *, email: str | None = None) -> AsyncTessera:
         """A client acting as a signed-in user.
@@ -326,6 +412,38 @@ class AsyncTessera:
             await asyncio.sleep(self._retry.delay(retry))
             retry += 1
 
+    async def _check_schema(self) -> None:
+        """Raise :class:`SchemaMismatch` unless the database's schema is recent enough."""
+        transport = self._transport
+        try:
+            version = await self._retrying(
+                lambda: transport.call(
+                    transport.anonymous_identity(),
+                    "tessera_schema_version",
+                    {},
+                    returns="scalar",
+                    read_only=True,
+                ),
+                idempotent=True,
+            )
+        except TesseraError as exc:
+            if exc.code not in _MISSING_FUNCTION_CODES:
+                raise
+            raise SchemaMismatch(
+                "the database has no public.tessera_schema_version(): its Tessera schema "
+                "predates this SDK",
+                code=exc.code,
+                detail=exc.message,
+                hint="Apply Tessera's migrations (tessera db migrate, or supabase db push).",
+            ) from exc
+        if int(version) < self.SCHEMA_VERSION:
+            raise SchemaMismatch(
+                detail=f"database schema version {version}; this SDK needs "
+                f"{self.SCHEMA_VERSION} or newer",
+                hint="Apply Tessera's migrations (tessera db migrate, or supabase db push).",
+            )
+        self._schema.passed = True
+
     async def _call(
         self,
         function: str,
@@ -334,12 +452,24 @@ class AsyncTessera:
         *,
         read_only: bool = False,
         idempotent: bool | None = None,
+        replica: bool = False,
     ) -> Any:
-        """Call ``public.function``; arguments that are ``None`` are left to SQL defaults."""
+        """Call ``public.function``; arguments that are ``None`` are left to SQL defaults.
+
+        ``replica``: a read replica may answer (``read_dsn``).
+        """
+        if not self._schema.passed:
+            await self._check_schema()
         given = {name: value for name, value in args.items() if value is not None}
+        _require_aware(given.items())
         return await self._retrying(
             lambda: self._transport.call(
-                self._identity, function, given, returns=returns, read_only=read_only
+                self._identity,
+                function,
+                given,
+                returns=returns,
+                read_only=read_only,
+                replica=replica,
             ),
             idempotent=read_only if idempotent is None else idempotent,
         )
@@ -347,9 +477,18 @@ class AsyncTessera:
     def _event_columns(self) -> tuple[str, ...]:
         return _PUBLIC_EVENT_COLUMNS if self._identity.role == "anon" else _EVENT_COLUMNS
 
-    async def _select(self, query: Select) -> list[Mapping[str, Any]]:
+    def _booking_columns(self) -> tuple[str, ...]:
+        if self._identity.role == "service_role":
+            return _SERVICE_BOOKING_COLUMNS
+        return _BOOKING_COLUMNS
+
+    async def _select(self, query: Select, *, replica: bool = False) -> list[Mapping[str, Any]]:
+        if not self._schema.passed:
+            await self._check_schema()
+        _require_aware((f.column, f.value) for f in query.filters)
         return await self._retrying(
-            lambda: self._transport.select(self._identity, query), idempotent=True
+            lambda: self._transport.select(self._identity, query, replica=replica),
+            idempotent=True,
         )
 
     # -- events ---------------------------------------------------------------------------
@@ -432,6 +571,55 @@ class AsyncTessera:
         )
         return Event.from_row(row)
 
+    async def update_event(
+        self,
+        event_id: uuid.UUID,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        venue: str | None = None,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        sales_open_at: datetime | None = None,
+        sales_close_at: datetime | None = None,
+        max_seats_per_booking: int | None = None,
+        waitlist_limit: int | None = None,
+        offer_ttl: timedelta | None = None,
+    ) -> Event:
+        """Change an event's details (``public.update_event``); ``None`` keeps a value.
+
+        The values are checked as :meth:`create_event` checks them; the change is recorded
+        as one ``event_updated`` ledger entry (``detail["changes"]`` names each field's old
+        and new value), which watchers receive. Capacity is changed by :meth:`set_capacity`.
+
+        Raises:
+            EventNotFound: No such event visible to the caller.
+            PermissionDenied: The caller does not organize the event (nor is the service).
+            InvalidParameter: A value is out of range, or a datetime is naive.
+            InvalidTransition: The event is cancelled.
+
+        Example:
+            >>> event = await alice.update_event(event.id, venue="Blue Hall")
+        """
+        row = await self._call(
+            "update_event",
+            {
+                "event_id": event_id,
+                "title": title,
+                "description": description,
+                "venue": venue,
+                "starts_at": starts_at,
+                "ends_at": ends_at,
+                "sales_open_at": sales_open_at,
+                "sales_close_at": sales_close_at,
+                "max_seats_per_booking": max_seats_per_booking,
+                "waitlist_limit": waitlist_limit,
+                "offer_ttl": offer_ttl,
+            },
+            "one",
+        )
+        return Event.from_row(row)
+
     async def publish_event(self, event_id: uuid.UUID) -> Event:
         """Publish a draft event (``public.publish_event``); a published one is unchanged.
 
@@ -483,6 +671,7 @@ class AsyncTessera:
         organizer_id: uuid.UUID | None = None,
         starts_after: datetime | None = None,
         limit: int = 100,
+        after: uuid.UUID | None = None,
     ) -> list[Event]:
         """Events the caller may see, soonest first (a ``SELECT`` on ``public.events``).
 
@@ -490,12 +679,22 @@ class AsyncTessera:
             status: Only events with this status.
             organizer_id: Only events this user organizes (not for anonymous callers, who
                 may not read organizers).
-            starts_after: Only events starting at or after this time.
+            starts_after: Only events starting at or after this time (timezone-aware).
             limit: At most this many.
+            after: The id of the last event of the previous page: continue after it.
+
+        Raises:
+            EventNotFound: ``after`` is not an event the caller may see.
 
         Example:
             >>> upcoming = await tessera.list_events(starts_after=datetime.now(UTC))
+            >>> more = await tessera.list_events(after=upcoming[-1].id)
         """
+        _require_aware([("starts_after", starts_after)])
+        cursor: tuple[Any, ...] = ()
+        if after is not None:
+            last = await self.get_event(after)
+            cursor = (last.starts_at, last.id)
         filters: list[Filter] = []
         if status is not None:
             filters.append(Filter("status", "eq", EventStatus(status).value))
@@ -510,7 +709,9 @@ class AsyncTessera:
                 tuple(filters),
                 order=(("starts_at", False), ("id", False)),
                 limit=limit,
-            )
+                after=cursor,
+            ),
+            replica=True,
         )
         return [Event.from_row(row) for row in rows]
 
@@ -540,7 +741,9 @@ class AsyncTessera:
             >>> (await tessera.availability(event.id)).seats_available
             78
         """
-        row = await self._call("event_availability", {"event_id": event_id}, "one", read_only=True)
+        row = await self._call(
+            "event_availability", {"event_id": event_id}, "one", read_only=True, replica=True
+        )
         return Availability.from_row(row)
 
     async def changes(
@@ -569,6 +772,7 @@ class AsyncTessera:
             {"event_id": event_id, "after_seq": after_seq, "max_rows": limit},
             "many",
             read_only=True,
+            replica=True,
         )
         return [Change.from_row(row) for row in rows]
 
@@ -606,8 +810,15 @@ class AsyncTessera:
         """
         return int(await self._call("ledger_position", {}, "scalar", read_only=True))
 
-    async def attendees(self, event_id: uuid.UUID) -> list[Attendee]:
+    async def attendees(
+        self, event_id: uuid.UUID, *, limit: int | None = None, after: uuid.UUID | None = None
+    ) -> list[Attendee]:
         """Confirmed and offered bookings of an event, with emails (``event_attendees``).
+
+        Args:
+            event_id: The event.
+            limit: At most this many.
+            after: The ``booking_id`` of the last attendee of the previous page.
 
         Raises:
             EventNotFound: No such event visible to the caller.
@@ -617,10 +828,18 @@ class AsyncTessera:
             >>> emails = [a.email for a in await alice.attendees(event.id)]
         """
         rows = await self._call("event_attendees", {"event_id": event_id}, "many", read_only=True)
-        return [Attendee.from_row(row) for row in rows]
+        people = [Attendee.from_row(row) for row in rows]
+        return _page(people, lambda a: a.booking_id, after, limit)
 
-    async def waitlist(self, event_id: uuid.UUID) -> list[WaitlistEntry]:
+    async def waitlist(
+        self, event_id: uuid.UUID, *, limit: int | None = None, after: uuid.UUID | None = None
+    ) -> list[WaitlistEntry]:
         """The waitlist of an event in order, with emails (``public.event_waitlist``).
+
+        Args:
+            event_id: The event.
+            limit: At most this many.
+            after: The ``booking_id`` of the last entry of the previous page.
 
         Raises:
             EventNotFound: No such event visible to the caller.
@@ -631,7 +850,8 @@ class AsyncTessera:
             ...     print(entry.position, entry.email, entry.seats)
         """
         rows = await self._call("event_waitlist", {"event_id": event_id}, "many", read_only=True)
-        return [WaitlistEntry.from_row(row) for row in rows]
+        entries = [WaitlistEntry.from_row(row) for row in rows]
+        return _page(entries, lambda w: w.booking_id, after, limit)
 
     async def expire_offers(self) -> int:
         """Expire offers past their deadline and pass the seats on (service role only).
@@ -732,14 +952,86 @@ class AsyncTessera:
         )
         return None if value is None else int(value)
 
-    async def my_bookings(self) -> list[Booking]:
+    async def my_bookings(
+        self, *, limit: int | None = None, after: uuid.UUID | None = None
+    ) -> list[Booking]:
         """Every booking of the calling user, cancelled ones included (``my_bookings``).
+
+        Args:
+            limit: At most this many.
+            after: The id of the last booking of the previous page.
 
         Example:
             >>> active = [b for b in await bob.my_bookings() if b.status == "confirmed"]
         """
         rows = await self._call("my_bookings", {}, "many", read_only=True)
-        return [Booking.from_row(row) for row in rows]
+        return _page([Booking.from_row(row) for row in rows], lambda b: b.id, after, limit)
+
+    async def list_bookings(
+        self,
+        *,
+        event_id: uuid.UUID | None = None,
+        user_id: uuid.UUID | None = None,
+        status: Sequence[BookingStatus | str] | BookingStatus | str | None = None,
+        limit: int = 100,
+        after: uuid.UUID | None = None,
+    ) -> list[Booking]:
+        """Bookings in every state the caller may see, oldest first (``public.bookings``).
+
+        Row level security decides which: an organizer sees their events' bookings, a user
+        their own, the service role all of them.
+
+        Args:
+            event_id: Only this event's.
+            user_id: Only this user's.
+            status: Only bookings in this state, or in any of these.
+            limit: At most this many.
+            after: The id of the last booking of the previous page: continue after it.
+
+        Raises:
+            BookingNotFound: ``after`` is not a booking the caller may see.
+
+        Example:
+            >>> waiting = await alice.list_bookings(event_id=event.id, status="waitlisted")
+        """
+        wanted = [status] if isinstance(status, str) else list(status or [])
+        filters: list[Filter] = []
+        if event_id is not None:
+            filters.append(Filter("event_id", "eq", event_id))
+        if user_id is not None:
+            filters.append(Filter("user_id", "eq", user_id))
+        cursor: tuple[Any, ...] = ()
+        if after is not None:
+            last = await self.get_booking(after)
+            cursor = (last.created_at, last.id)
+        states = {BookingStatus(s).value for s in wanted}
+        pages: list[Booking] = []
+        # One query per state keeps each one a plain filter; merged in (created_at, id) order.
+        for state in sorted(states) or [""]:
+            more = [Filter("status", "eq", state)] if state else []
+            rows = await self._select(
+                Select("bookings", self._booking_columns(), (*filters, *more),
+                       order=(("created_at", False), ("id", False)), limit=limit, after=cursor)
+            )  # fmt: skip
+            pages.extend(Booking.from_row(row) for row in rows)
+        pages.sort(key=lambda b: (b.created_at, b.id))
+        return pages[:limit]
+
+    async def get_booking(self, booking_id: uuid.UUID) -> Booking:
+        """One booking the caller may see (a ``SELECT`` on ``public.bookings``).
+
+        Raises:
+            BookingNotFound: No such booking visible to the caller.
+
+        Example:
+            >>> booking = await bob.get_booking(booking_id)
+        """
+        rows = await self._select(
+            Select("bookings", self._booking_columns(), (Filter("id", "eq", booking_id),), limit=1)
+        )
+        if not rows:
+            raise BookingNotFound("booking not found", detail=f"booking_id={booking_id}")
+        return Booking.from_row(rows[0])
 
     # -- realtime -------------------------------------------------------------------------
 

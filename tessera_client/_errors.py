@@ -14,6 +14,7 @@ Every error keeps the four fields PostgreSQL and PostgREST report: ``code`` (the
     ├── CapacityConflict          TS008
     ├── RateLimited               TS009
     ├── IdempotencyConflict       TS010
+    ├── QuotaExceeded             TS011
     ├── InvalidParameter          22023, and any other class 22 (data exception)
     ├── PermissionDenied          42501
     ├── AuthenticationFailed      class 28, rejected passwords and tokens (PGRST301-303)
@@ -21,6 +22,7 @@ Every error keeps the four fields PostgreSQL and PostgREST report: ``code`` (the
     ├── LimitExceeded             class 54
     ├── TimedOut                  57014 statement_timeout, 55P03 lock_timeout
     ├── InternalError             class XX: a broken invariant, a bug to report
+    ├── SchemaMismatch            the database's schema is older than this SDK needs
     └── TransportError            the database or the API did not answer
         ├── Unavailable           nothing was done; retried before it is raised
         └── OutcomeUnknown        08007: the reply was lost, the call may have taken effect
@@ -48,8 +50,10 @@ __all__ = [
     "LimitExceeded",
     "OutcomeUnknown",
     "PermissionDenied",
+    "QuotaExceeded",
     "RateLimited",
     "SalesClosed",
+    "SchemaMismatch",
     "SoldOut",
     "TesseraError",
     "TimedOut",
@@ -164,6 +168,10 @@ class IdempotencyConflict(TesseraError, code="TS010"):
     """The idempotency key already names a booking made with other parameters."""
 
 
+class QuotaExceeded(TesseraError, code="TS011"):
+    """The user holds as many of something as allowed (e.g. open events per organizer)."""
+
+
 class InvalidParameter(TesseraError, code="22023", sqlstate_class="22"):
     """A parameter has an invalid value."""
 
@@ -192,6 +200,17 @@ class TimedOut(TesseraError, code="57014", aliases=("55P03",)):
 
 class InternalError(TesseraError, code="XX000", sqlstate_class="XX"):
     """Tessera's data broke one of its own invariants; this is a bug worth reporting."""
+
+
+class SchemaMismatch(TesseraError):
+    """The database's Tessera schema is older than this SDK needs; apply the migrations.
+
+    Raised by a client's first call, which checks ``public.tessera_schema_version()``
+    once. ``code`` is the server's when the function is missing (42883, or PGRST202 through
+    PostgREST), else 0A000 (feature_not_supported); ``detail`` gives both versions.
+    """
+
+    default_code = "0A000"  # not registered: a SQLSTATE of its own would be the server's
 
 
 class TransportError(TesseraError):

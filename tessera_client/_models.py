@@ -75,6 +75,7 @@ class ChangeKind(StrEnum):
     CAPACITY_CHANGED = "capacity_changed"
     EVENT_PUBLISHED = "event_published"
     EVENT_CANCELLED = "event_cancelled"
+    EVENT_UPDATED = "event_updated"
 
 
 # -- value parsing (native values from psycopg, strings from PostgREST's JSON) --------------

@@ -12,7 +12,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,6 +23,7 @@ from tessera_client._models import (
     Attendee,
     Availability,
     Booking,
+    BookingStatus,
     Change,
     Event,
     EventStatus,
@@ -152,9 +153,10 @@ class ChangeIterator:
         ...         print(change.kind, change.seats_available)
     """
 
-    def __init__(self, stream: ChangeStream, loop: _LoopThread) -> None:
+    def __init__(self, stream: ChangeStream, loop: _LoopThread, client: Tessera) -> None:
         self._stream = stream
         self._loop = loop
+        self._client = client  # keeps the loop's owner, and so the loop, alive
 
     @property
     def last_seq(self) -> int | None:
@@ -236,6 +238,7 @@ class Tessera:
         jwt_secret: str | None = None,
         retry: RetryPolicy | None = None,
         application_name: str = "tessera",
+        read_dsn: str | None = None,
     ) -> Tessera:
         """The blocking twin of :meth:`AsyncTessera.connect`.
 
@@ -252,6 +255,7 @@ class Tessera:
                 jwt_secret=jwt_secret,
                 retry=retry,
                 application_name=application_name,
+                read_dsn=read_dsn,
             )
         )
 
@@ -385,6 +389,38 @@ class Tessera:
             )
         )
 
+    def update_event(
+        self,
+        event_id: uuid.UUID,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        venue: str | None = None,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        sales_open_at: datetime | None = None,
+        sales_close_at: datetime | None = None,
+        max_seats_per_booking: int | None = None,
+        waitlist_limit: int | None = None,
+        offer_ttl: timedelta | None = None,
+    ) -> Event:
+        """Change an event's details. See :meth:`AsyncTessera.update_event`."""
+        return self._run(
+            self._async.update_event(
+                event_id,
+                title=title,
+                description=description,
+                venue=venue,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                sales_open_at=sales_open_at,
+                sales_close_at=sales_close_at,
+                max_seats_per_booking=max_seats_per_booking,
+                waitlist_limit=waitlist_limit,
+                offer_ttl=offer_ttl,
+            )
+        )
+
     def publish_event(self, event_id: uuid.UUID) -> Event:
         """Publish a draft. See :meth:`AsyncTessera.publish_event`."""
         return self._run(self._async.publish_event(event_id))
@@ -404,11 +440,16 @@ class Tessera:
         organizer_id: uuid.UUID | None = None,
         starts_after: datetime | None = None,
         limit: int = 100,
+        after: uuid.UUID | None = None,
     ) -> list[Event]:
         """Events the caller may see. See :meth:`AsyncTessera.list_events`."""
         return self._run(
             self._async.list_events(
-                status=status, organizer_id=organizer_id, starts_after=starts_after, limit=limit
+                status=status,
+                organizer_id=organizer_id,
+                starts_after=starts_after,
+                limit=limit,
+                after=after,
             )
         )
 
@@ -434,13 +475,17 @@ class Tessera:
         """The ledger's horizon now. See :meth:`AsyncTessera.ledger_position`."""
         return self._run(self._async.ledger_position())
 
-    def attendees(self, event_id: uuid.UUID) -> list[Attendee]:
+    def attendees(
+        self, event_id: uuid.UUID, *, limit: int | None = None, after: uuid.UUID | None = None
+    ) -> list[Attendee]:
         """An event's attendees (organizer). See :meth:`AsyncTessera.attendees`."""
-        return self._run(self._async.attendees(event_id))
+        return self._run(self._async.attendees(event_id, limit=limit, after=after))
 
-    def waitlist(self, event_id: uuid.UUID) -> list[WaitlistEntry]:
+    def waitlist(
+        self, event_id: uuid.UUID, *, limit: int | None = None, after: uuid.UUID | None = None
+    ) -> list[WaitlistEntry]:
         """An event's waitlist (organizer). See :meth:`AsyncTessera.waitlist`."""
-        return self._run(self._async.waitlist(event_id))
+        return self._run(self._async.waitlist(event_id, limit=limit, after=after))
 
     def expire_offers(self) -> int:
         """Expire overdue offers (service role). See :meth:`AsyncTessera.expire_offers`."""
@@ -466,16 +511,40 @@ class Tessera:
         """A waiting booking's position. See :meth:`AsyncTessera.waitlist_position`."""
         return self._run(self._async.waitlist_position(booking_id))
 
-    def my_bookings(self) -> list[Booking]:
+    def my_bookings(
+        self, *, limit: int | None = None, after: uuid.UUID | None = None
+    ) -> list[Booking]:
         """The caller's bookings. See :meth:`AsyncTessera.my_bookings`."""
-        return self._run(self._async.my_bookings())
+        return self._run(self._async.my_bookings(limit=limit, after=after))
+
+    def list_bookings(
+        self,
+        *,
+        event_id: uuid.UUID | None = None,
+        user_id: uuid.UUID | None = None,
+        status: Sequence[BookingStatus | str] | BookingStatus | str | None = None,
+        limit: int = 100,
+        after: uuid.UUID | None = None,
+    ) -> list[Booking]:
+        """Bookings in every state. See :meth:`AsyncTessera.list_bookings`."""
+        return self._run(
+            self._async.list_bookings(
+                event_id=event_id, user_id=user_id, status=status, limit=limit, after=after
+            )
+        )
+
+    def get_booking(self, booking_id: uuid.UUID) -> Booking:
+        """One booking. See :meth:`AsyncTessera.get_booking`."""
+        return self._run(self._async.get_booking(booking_id))
 
     # -- realtime -------------------------------------------------------------------------
 
     def watch_event(self, event_id: uuid.UUID, *, after_seq: int | None = None) -> ChangeIterator:
         """Follow an event live, blocking. See :meth:`AsyncTessera.watch_event`."""
-        return ChangeIterator(self._async.watch_event(event_id, after_seq=after_seq), self._loop)
+        stream = self._async.watch_event(event_id, after_seq=after_seq)
+        return ChangeIterator(stream, self._loop, self)
 
     def watch_my_bookings(self, *, after_seq: int | None = None) -> ChangeIterator:
         """Follow your bookings live, blocking. See :meth:`AsyncTessera.watch_my_bookings`."""
-        return ChangeIterator(self._async.watch_my_bookings(after_seq=after_seq), self._loop)
+        stream = self._async.watch_my_bookings(after_seq=after_seq)
+        return ChangeIterator(stream, self._loop, self)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -24,15 +23,9 @@ from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 
 from . import security_expectations
-from .support import TestDatabase, url_for
+from .support import TestDatabase, free_port, url_for
 
 TEMPLATE = "tessera_template"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +35,7 @@ def stack() -> Iterator[LocalStack]:
         pytest.skip("using TESSERA_TEST_DB_URL; no local stack")
     tmp = Path(tempfile.mkdtemp(prefix="tessera-test-"))
     tmp.chmod(0o755)  # the unprivileged server user must enter it when tests run as root
-    local = LocalStack(data_dir=tmp / "stack", port=_free_port())
+    local = LocalStack(data_dir=tmp / "stack", port=free_port())
     local.up(apply=False)
     yield local
     local.destroy()

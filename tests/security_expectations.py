@@ -181,6 +181,10 @@ def _capacity(name: str, capacity: int) -> Callable[[World], dict[str, Any]]:
     return lambda w: {"event_id": w.events[name], "capacity": capacity}
 
 
+def _update(name: str) -> Callable[[World], dict[str, Any]]:
+    return lambda w: {"event_id": w.events[name], "venue": "Another hall"}
+
+
 FUNCTION_CASES: list[Case] = [
     #                                                      anon  A     B     O     O2    service
     _case("create_event", "new event", _new_event,        "42501 ok    ok    ok    ok    42501"),
@@ -196,6 +200,9 @@ FUNCTION_CASES: list[Case] = [
     _case("waitlist_position", "bW", _booking("bW"),      "42501 TS002 TS002 ok    TS002 ok"),
     _case("waitlist_position", "bA", _booking("bA"),      "42501 ok    TS002 ok    TS002 ok"),
     _case("set_event_capacity", "E", _capacity("E", 3),   "42501 42501 42501 ok    42501 ok"),
+    _case("update_event", "E", _update("E"),              "42501 42501 42501 ok    42501 ok"),
+    _case("update_event", "draft D", _update("D"),        "42501 TS001 TS001 ok    TS001 ok"),
+    _case("update_event", "cancelled C", _update("C"),    "42501 42501 42501 TS007 42501 TS007"),
     _case("publish_event", "draft D", _event("D"),        "42501 TS001 TS001 ok    TS001 ok"),
     _case("publish_event", "discarded DC", _event("DC"),  "42501 TS001 TS001 TS007 TS001 TS007"),
     _case("cancel_event", "E", _event("E"),               "42501 42501 42501 ok    42501 ok"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,38 @@ def url_for(url: str, user: str | None = None, database: str | None = None) -> s
     return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def preamble(
+    role: str, claims: Mapping[str, Any], settings: Mapping[str, str] | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """PostgREST's per-request preamble as one statement and its parameters.
+
+    ``set_config('role', …, true)`` and ``set_config('request.jwt.claims', …, true)``, then
+    any further transaction-local ``settings`` (``request.method``, ``realtime.topic``, …),
+    for ``cursor.execute(*preamble(role, claims))`` inside the request's transaction.
+    """
+    extra = dict(settings or {})
+    query = "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
+    query += "".join(", set_config(%s, %s, true)" for _ in extra)
+    params: list[Any] = [role, json.dumps(dict(claims))]
+    for name, value in extra.items():
+        params += [name, value]
+    return query, tuple(params)
+
+
+def act_as(cur: psycopg.Cursor[Any], role: str, claims: Mapping[str, Any], **settings: str) -> None:
+    """Run :func:`preamble` on ``cur``: the rest of its transaction acts as PostgREST would."""
+    cur.execute(*preamble(role, claims, settings))
+
+
 def claims_for(role: str, user_id: uuid.UUID | None) -> dict[str, Any]:
+    """The JWT claims supabase-auth would issue for ``role`` (and ``user_id``)."""
     claims: dict[str, Any] = {"role": role}
     if user_id is not None:
         claims["sub"] = str(user_id)
@@ -41,10 +74,7 @@ class Actor:
         self.conn = psycopg.connect(url_for(url, user="authenticator"), row_factory=dict_row)
 
     def _preamble(self, cur: psycopg.Cursor[Any]) -> None:
-        cur.execute(
-            "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-            (self.role, json.dumps(claims_for(self.role, self.user_id))),
-        )
+        act_as(cur, self.role, claims_for(self.role, self.user_id))
 
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         with self.conn.transaction(), self.conn.cursor() as cur:

@@ -218,3 +218,15 @@ async def test_open_loop_serves_a_fixed_arrival_rate(db: TestDatabase) -> None:
         assert 0 < result[name]["served_fraction"] <= 1
     assert result["invariants"] == []
     assert result["ok"] is True
+
+
+async def test_abuse_refused_claims_against_a_hot_event(db: TestDatabase) -> None:
+    result = await smoke(db, "abuse")
+    assert (result["bookers"], result["attackers"]) == (SMOKE.abuse_clients, SMOKE.abuse_attackers)
+    for phase in result["quiet"] + result["attacked"]:
+        assert_phase(phase, SMOKE.abuse_clients)
+    for attack in result["attacks"]:  # every attacking call was refused, none got through
+        assert attack["ops"] == 0 and set(attack["errors"]) == {"TS007"}, attack
+    assert result["attack_refusals_per_second"] > 0
+    assert result["ratio"] > 0
+    assert result["ok"] is True

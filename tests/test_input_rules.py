@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tessera_client import IdempotencyConflict, connect
+from tessera_client import AsyncTessera, IdempotencyConflict
 
 from .support import TestDatabase
 
@@ -91,7 +91,7 @@ def test_an_idempotency_key_names_one_request(db: TestDatabase) -> None:
 
 async def test_the_sdk_raises_idempotency_conflict(db: TestDatabase) -> None:
     organizer, guest = db.create_user(), db.create_user()
-    async with connect(db.url("authenticator")) as tessera:
+    async with AsyncTessera.connect(db.url("authenticator")) as tessera:
         first = await tessera.as_user(organizer).create_event("A", 5, TOMORROW)
         second = await tessera.as_user(organizer).create_event("B", 5, TOMORROW)
         await tessera.as_user(guest).book(first.id, idempotency_key="checkout-9")

@@ -21,7 +21,7 @@ from tessera_client.migrations import (
     split_statements,
 )
 
-from .support import TestDatabase, url_for
+from .support import TestDatabase, free_port, url_for
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "supabase" / "migrations"
 
@@ -43,7 +43,7 @@ def test_up_twice_is_a_no_op_and_down_leaves_no_process() -> None:
     root = Path(tempfile.mkdtemp(prefix="tessera-test-updown-"))
     root.chmod(0o755)
     data_dir = root / "stack"
-    stack = LocalStack(data_dir=data_dir, port=_free_port())
+    stack = LocalStack(data_dir=data_dir, port=free_port())
     try:
         assert stack.up() is True
         pid = (data_dir / "pgdata" / "postmaster.pid").read_text().split()[0]
@@ -201,14 +201,6 @@ def test_concurrent_migrate_runs_do_not_collide(server_admin_url: str, template_
     assert counts == [0, 0, len(discover())]
     with psycopg.connect(server_admin_url, autocommit=True) as conn:
         conn.execute(f"drop database {name} with (force)")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="root-only behaviour")

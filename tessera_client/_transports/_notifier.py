@@ -38,8 +38,10 @@ class Topic:
 
     @property
     def private(self) -> bool:
-        """Whether the Realtime channel is private (authorised by RLS on realtime.messages)."""
-        return self.kind == "user"
+        """Every Tessera topic is a private Realtime channel: RLS on ``realtime.messages``
+        decides who receives, and nobody but the database may send (on a public channel any
+        holder of the anon key could send forged broadcasts)."""
+        return True
 
 
 class Sink:

@@ -43,6 +43,17 @@ _NOT_RUN_STATUSES = frozenset({"503"})
 _UNKNOWN_STATUSES = frozenset({"500", "502", "504", "520", "522", "524"})
 
 
+def _keyset_after(columns: list[str], values: tuple[Any, ...]) -> str:
+    """PostgREST's ``or`` filter for ``(c1, c2, …) > (v1, v2, …)``."""
+    quoted = [f'"{_wire(value)}"' for value in values]
+    branches = []
+    for i in range(len(values)):
+        equal = [f"{columns[j]}.eq.{quoted[j]}" for j in range(i)]
+        greater = f"{columns[i]}.gt.{quoted[i]}"
+        branches.append(f"and({','.join([*equal, greater])})" if equal else greater)
+    return ",".join(branches)
+
+
 def _wire(value: Any) -> Any:
     """A value as PostgREST reads it (JSON, or text in a query string)."""
     if isinstance(value, Enum):
@@ -216,8 +227,12 @@ class SupabaseTransport:
         returns: Returns,
         read_only: bool,
         schema: str = "public",
+        replica: bool = False,
     ) -> Any:
         """``POST /rest/v1/rpc/function`` (``GET`` for read-only calls).
+
+        ``replica`` is ignored: a Supabase read replica has an API URL of its own (GET
+        requests only), reached with a second client made for that URL.
 
         A schema other than ``public`` goes as the ``Content-Profile`` / ``Accept-Profile``
         header; PostgREST must expose it (``db-schemas``).
@@ -233,12 +248,17 @@ class SupabaseTransport:
             return next(iter(data.values()))
         return data
 
-    async def select(self, identity: Identity, query: Select) -> list[Mapping[str, Any]]:
-        """``GET /rest/v1/table?select=*&column=op.value&order=…&limit=…``."""
+    async def select(
+        self, identity: Identity, query: Select, *, replica: bool = False
+    ) -> list[Mapping[str, Any]]:
+        """``GET /rest/v1/table?select=*&column=op.value&order=…&limit=…`` (``replica``: as
+        for :meth:`call`)."""
         client = await self._postgrest(identity)
         builder = client.from_(query.table).select(*(query.columns or ("*",)))
         for condition in query.filters:
             builder = builder.filter(condition.column, condition.op, str(_wire(condition.value)))
+        if query.after:
+            builder = builder.or_(_keyset_after([c for c, _ in query.order], query.after))
         for column, descending in query.order:
             builder = builder.order(column, desc=descending)
         if query.limit is not None:

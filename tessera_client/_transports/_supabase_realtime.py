@@ -1,8 +1,9 @@
 """Supabase Realtime as the notifier of the Supabase transport (supabase-py's async realtime).
 
 The ledger trigger broadcasts every entry from the database (``realtime.send``): on the
-public topic ``event:<id>`` and on the private topic ``user:<id>``, which RLS policies on
-``realtime.messages`` open to that user only. Here a broadcast is only a wake-up carrying the
+topics ``event:<id>`` and ``user:<id>``, both private channels: RLS policies on
+``realtime.messages`` open an event's topic to whoever may see the event and a user's topic
+to that user only, and let no client send on either. Here a broadcast is only a wake-up carrying the
 entry's ``seq``; the subscription then reads the entries through ``event_changes`` /
 ``my_changes`` as the subscriber. Delivering the broadcast payload itself would be wrong:
 Realtime relays messages in commit order, which is not ``seq`` order, and drops whatever is
@@ -25,7 +26,7 @@ from typing import Any
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient, RealtimeSubscribeStates
 from realtime.types import BroadcastPayload, RealtimeChannelOptions
 
-from tessera_client._errors import PermissionDenied, Unavailable
+from tessera_client._errors import EventNotFound, PermissionDenied, Unavailable
 from tessera_client._identity import Identity
 from tessera_client._transports._notifier import SharedReads, Sink, Topic
 
@@ -190,6 +191,10 @@ class SupabaseRealtime:
             await self._drop_channel(socket, channel)
             reason = str(error) if error is not None else str(state)
             if "unauthorized" in reason.lower() or "permission" in reason.lower():
+                if topic.kind == "event":  # not visible reads as not found, as in SQL (TS001)
+                    raise EventNotFound(
+                        "event not found", detail=f"event_id={topic.id}", code="TS001"
+                    )
                 raise PermissionDenied(
                     f"Realtime refused to join {topic.name}", detail=reason, code="42501"
                 )

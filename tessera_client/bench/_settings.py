@@ -17,6 +17,7 @@ SCENARIOS: tuple[str, ...] = (
     "waitlist",
     "connections",
     "realtime",
+    "abuse",
 )
 """Every scenario, in the order ``tessera bench all`` runs them."""
 
@@ -47,6 +48,8 @@ class BenchSettings:
         open_loop_clients: Connections of the open-loop scenario.
         open_loop_factor: Its arrival rate, as a multiple of the baseline's best closed-loop
             throughput.
+        abuse_clients: Clients booking the hot event of the abuse scenario.
+        abuse_attackers: Loops making refused calls against it at the same time.
         smoke: A seconds-long version, to check the suite works (not to measure).
     """
 
@@ -69,6 +72,8 @@ class BenchSettings:
     realtime_seconds: float = 10.0
     open_loop_clients: int = 32
     open_loop_factor: float = 1.5
+    abuse_clients: int = 32
+    abuse_attackers: int = 16
     smoke: bool = False
 
     @classmethod
@@ -92,6 +97,8 @@ class BenchSettings:
             realtime_rate=20.0,
             realtime_seconds=1.0,
             open_loop_clients=8,
+            abuse_clients=4,
+            abuse_attackers=2,
             smoke=True,
         )
 

@@ -233,6 +233,7 @@ def render_markdown(
         ("waitlist", _waitlist),
         ("connections", _connections),
         ("realtime", _realtime),
+        ("abuse", _abuse),
     ):
         if name in scenarios:
             result = scenarios[name]
@@ -533,4 +534,22 @@ def _realtime(result: dict[str, Any]) -> str:
         f"### Realtime latency: {result.get('subscribers')} subscribers, "
         f"{result.get('rate', 0):g} bookings/s for {result.get('seconds', 0):g} s\n\n"
         + _table(["", "value"], rows)
+    )
+
+
+def _abuse(result: dict[str, Any]) -> str:
+    rows = [
+        ["bookers / attackers", f"{result['bookers']} / {result['attackers']}"],
+        ["hot event alone (bookings/s)", _num(result["quiet_throughput"])],
+        ["hot event under attack (bookings/s)", _num(result["attacked_throughput"])],
+        ["ratio (under attack / alone)", _ratio(result["ratio"])],
+        ["refused claims/s", _num(result["attack_refusals_per_second"])],
+        ["bookings accounted, invariants", f"{result['bookings_accounted']}, "
+         + _invariants(result)],
+    ]  # fmt: skip
+    return (
+        "### Abuse: refused calls against a hot event\n\n"
+        f"{result['attackers']} loops call `claim_offer` on a cancelled booking of the hot event"
+        f" while {result['bookers']} clients book it; {result['rounds']} rounds each, alternating."
+        "\n\n" + _table(["", "value"], rows)
     )

@@ -21,6 +21,7 @@ from tessera_client._local.stack import LocalStack
 from tessera_client.bench._driver import Admin
 from tessera_client.bench._machine import describe_database, describe_machine
 from tessera_client.bench._settings import SCENARIOS, BenchSettings
+from tessera_client.bench.abuse import run_abuse
 from tessera_client.bench.pgbench import run_open_loop, run_pgbench
 from tessera_client.bench.scenarios import (
     BenchContext,
@@ -46,6 +47,7 @@ RUNNERS: dict[str, Runner] = {
     "waitlist": run_waitlist,
     "connections": run_connections,
     "realtime": run_realtime,
+    "abuse": run_abuse,
 }
 
 
@@ -295,5 +297,13 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         "<= 50 ms",
         f"{p99_rt:.3g} ms" if isinstance(p99_rt, int | float) else None,
         None if not isinstance(p99_rt, int | float) else p99_rt <= 50,
+    )
+    abuse = results.get("abuse") or {}
+    ratio = abuse.get("ratio")
+    add(
+        f"hot event under {abuse.get('attackers', 16)} loops of refused claim_offer",
+        ">= 0.9x its bookings/s alone",
+        f"{ratio:.3g}x" if isinstance(ratio, int | float) else None,
+        None if not isinstance(ratio, int | float) else ratio >= 0.9,
     )
     return targets

@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from tessera_client.bench import SCENARIOS, BenchSettings, run_bench, save_results
+from tessera_client.cli import bench_failover
 from tessera_client.cli._common import (
     JsonOut,
     console,
@@ -38,7 +39,7 @@ from tessera_client.cli._common import (
 app = typer.Typer(
     help=(
         "Benchmark Tessera: hot event vs the classic FOR UPDATE design, spread, flash sale, "
-        "big waitlist, 2,000 connections through PgBouncer, realtime. "
+        "big waitlist, 2,000 connections through PgBouncer, realtime, abuse. "
         "Example: tessera bench all --smoke"
     ),
     no_args_is_help=True,
@@ -73,17 +74,23 @@ Save = Annotated[
     ),
 ]
 OutDir = Annotated[
-    Path,
+    Path | None,
     typer.Option(
-        "--out-dir", envvar="TESSERA_BENCH_OUT_DIR", help="Where JSON results and charts go."
+        "--out-dir",
+        envvar="TESSERA_BENCH_OUT_DIR",
+        help="Where results go: JSON, chart and benchmarks.md. Default: Tessera's data folder "
+        "(never the repository); `--out-dir docs/benchmarks --markdown docs/benchmarks.md` "
+        "records a run in the docs.",
+        show_default=False,
     ),
 ]
 MarkdownFile = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--markdown",
         envvar="TESSERA_BENCH_MARKDOWN",
-        help="Markdown file the results table is appended to.",
+        help="Markdown file the results table is appended to. Default: OUT_DIR/benchmarks.md.",
+        show_default=False,
     ),
 ]
 Clients = Annotated[
@@ -122,8 +129,41 @@ Ceiling = Annotated[
     ),
 ]
 
-DEFAULT_OUT_DIR = Path("docs/benchmarks")
-DEFAULT_MARKDOWN = Path("docs/benchmarks.md")
+INSTALL_BENCH = (
+    "pip install 'tessera-client[bench]' (in a checkout: .venv/bin/pip install -e '.[bench]')"
+)
+
+
+def default_out_dir() -> Path:
+    """Where results go without --out-dir: Tessera's data folder, outside any checkout."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tessera")) / "bench"
+
+
+def check_dependencies(scenarios: list[str], saving: bool) -> None:
+    """Fail at once, in one line, when something a run will need is missing.
+
+    Raises:
+        typer.Exit: matplotlib (the chart) or pgbouncer (the connections scenario) is missing.
+    """
+    missing: list[str] = []
+    if saving:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            missing.append(f"matplotlib, for the chart: {INSTALL_BENCH}")
+    if "connections" in scenarios:
+        from tessera_client.bench._pgbouncer import PgBouncerError, find_pgbouncer
+
+        try:
+            find_pgbouncer()
+        except PgBouncerError as exc:
+            missing.append(str(exc))
+    if missing:
+        raise fail("tessera bench needs " + "; and ".join(missing))
+
+
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _PASSWORD_IN_CONNINFO = re.compile(r"(password\s*=\s*)('[^']*'|\S+)")
 
@@ -174,9 +214,13 @@ def _run(
     db_url: str | None,
     json_out: bool,
     save: bool | None,
-    out_dir: Path,
-    markdown: Path,
+    out_dir: Path | None,
+    markdown: Path | None,
 ) -> None:
+    saving = save if save is not None else not settings.smoke
+    check_dependencies(scenarios, saving)
+    out_dir = out_dir or default_out_dir()
+    markdown = markdown or out_dir / "benchmarks.md"
     with _progress(enabled=True) as progress:
         document = asyncio.run(
             run_bench(
@@ -187,9 +231,7 @@ def _run(
                 command=_command_line(command),
             )
         )
-    saved = None
-    if save if save is not None else not settings.smoke:
-        saved = save_results(document, out_dir, markdown)
+    saved = save_results(document, out_dir, markdown) if saving else None
     if json_out:
         print_json(document)
     else:
@@ -221,8 +263,8 @@ def hot(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Hot event: every client books one event; the FOR UPDATE baseline at the same counts.
@@ -252,8 +294,8 @@ def pgbench(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Hot event vs the FOR UPDATE seed design through pgbench (PostgREST-style calls).
@@ -293,8 +335,8 @@ def openloop(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Open loop: bookings arrive at a fixed rate; latency from the scheduled start.
@@ -336,8 +378,8 @@ def spread(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Spread: the same clients over many events (no contention), to price contention.
@@ -379,8 +421,8 @@ def flash(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Flash sale: users rush the seats at once; then cancellations promote the queue (FIFO).
@@ -420,8 +462,8 @@ def waitlist(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Big waitlist: waitlist_position, joining, and cancel → promotion at 100,000 waiting.
@@ -456,8 +498,8 @@ def connections(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Connections: thousands of clients through PgBouncer (transaction pooling).
@@ -494,8 +536,8 @@ def realtime(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Realtime: commit-to-receipt latency while bookings flow.
@@ -508,6 +550,43 @@ def realtime(
     _run(
         "realtime",
         ["realtime"],
+        settings,
+        db_url=db_url,
+        json_out=json_out,
+        save=save,
+        out_dir=out_dir,
+        markdown=markdown,
+    )
+
+
+@app.command()
+@handle_errors
+def abuse(
+    clients: Annotated[
+        int | None, typer.Option("--clients", help="Clients booking the hot event (default 32).")
+    ] = None,
+    attackers: Annotated[
+        int | None,
+        typer.Option("--attackers", help="Loops making refused claim_offer calls (default 16)."),
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", help="Measured seconds per phase (default 20).")
+    ] = None,
+    smoke: Smoke = False,
+    db_url: BenchDbUrl = None,
+    save: Save = None,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Abuse: a hot event's bookings while attackers make refused calls against it.
+
+    Example: tessera bench abuse --clients 32 --attackers 16
+    """
+    settings = _settings(smoke, abuse_clients=clients, abuse_attackers=attackers, seconds=seconds)
+    _run(
+        "abuse",
+        ["abuse"],
         settings,
         db_url=db_url,
         json_out=json_out,
@@ -536,8 +615,8 @@ def all_scenarios(
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
-    out_dir: OutDir = DEFAULT_OUT_DIR,
-    markdown: MarkdownFile = DEFAULT_MARKDOWN,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
     json_out: JsonOut = False,
 ) -> None:
     """Every scenario in one run, on one database: the run docs/benchmarks.md reports.
@@ -564,3 +643,7 @@ def all_scenarios(
         out_dir=out_dir,
         markdown=markdown,
     )
+
+
+# The chaos benchmark builds an HA formation of its own (tessera_client.bench.failover).
+app.command("failover")(handle_errors(bench_failover.failover))

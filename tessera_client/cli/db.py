@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from tessera_client.cli._common import (
     DbUrl,
     JsonOut,
     console,
     handle_errors,
+    new_table,
     print_json,
     resolve_db_url,
 )
@@ -46,7 +46,7 @@ def status(db_url: DbUrl = None, json_out: JsonOut = False) -> None:
     if json_out:
         print_json([{"version": m.version, "name": m.name, "applied": done} for m, done in rows])
         return
-    table = Table("version", "name", "state")
+    table = new_table("version", "name", "state")
     for m, done in rows:
         table.add_row(m.version, m.name, "[green]applied[/]" if done else "[yellow]pending[/]")
     console.print(table)

@@ -6,15 +6,16 @@ import uuid
 
 import psycopg
 import typer
-from rich.table import Table
 
 from tessera_client.cli._common import (
     DbUrl,
     JsonOut,
     console,
     handle_errors,
+    new_table,
     print_json,
     resolve_db_url,
+    resolve_id,
 )
 
 # The checks public.check_invariants() runs, in its order, with what each one promises.
@@ -50,7 +51,7 @@ def run_checks(db_url: str, event_id: uuid.UUID | None = None) -> list[dict[str,
 
 @handle_errors
 def doctor(
-    event: str | None = typer.Option(None, help="Check only this event."),
+    event: str | None = typer.Option(None, help="Check only this event (id or prefix)."),
     db_url: DbUrl = None,
     json_out: JsonOut = False,
 ) -> None:
@@ -58,12 +59,12 @@ def doctor(
 
     Example: tessera doctor --json
     """
-    event_id = uuid.UUID(event) if event else None
+    event_id = resolve_id(db_url, "event", event) if event else None
     problems = run_checks(resolve_db_url(db_url), event_id)
     if json_out:
         print_json({"ok": not problems, "problems": problems})
     else:
-        table = Table("check", "result", "what it guarantees")
+        table = new_table("check", "result", "what it guarantees")
         for name, promise in CHECKS.items():
             count = sum(1 for p in problems if p["check"] == name)
             result = "[green]ok[/]" if not count else f"[red]{count} problem(s)[/]"

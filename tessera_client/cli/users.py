@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import psycopg
 import typer
-from rich.table import Table
 
 from tessera_client.cli._common import (
     DbUrl,
     JsonOut,
+    Limit,
+    connect_db,
     console,
     fail,
     handle_errors,
+    normalize_email,
     print_json,
+    print_rows,
     resolve_db_url,
+    show_time,
 )
 from tessera_client.local import create_local_user
 
@@ -32,6 +36,7 @@ def create(
 
     Example: tessera users create ada@example.com
     """
+    email = normalize_email(email)
     if "@" not in email or len(email) > 255:
         raise fail(f"not an email address: {email!r}")
     try:
@@ -47,23 +52,35 @@ def create(
 @app.command("list")
 @handle_errors
 def list_users(
-    limit: int = typer.Option(100, min=1, help="Show at most this many."),
+    limit: Limit = 100,
+    after: str | None = typer.Option(None, "--after", help="Start after this user (id or email)."),
     db_url: DbUrl = None,
     json_out: JsonOut = False,
 ) -> None:
-    """List users, newest first.
+    """List users, newest first; continue with --after and the last one shown.
 
     Example: tessera users list --json
     """
-    with psycopg.connect(resolve_db_url(db_url), autocommit=True) as conn:
+    with connect_db(db_url) as conn:
+        cursor = None
+        if after:
+            cursor = conn.execute(
+                "select created_at, id from auth.users where id::text = %s or lower(email) = %s",
+                (after.strip().lower(), normalize_email(after)),
+            ).fetchone()
+            if cursor is None:
+                raise fail(f"no user {after}")
         rows = conn.execute(
-            "select id, email, created_at from auth.users order by created_at desc limit %s",
-            (limit,),
+            "select id, email, created_at from auth.users"
+            " where %(c)s::timestamptz is null or (created_at, id) < (%(c)s, %(i)s)"
+            " order by created_at desc, id desc limit %(n)s",
+            {"c": cursor[0] if cursor else None, "i": cursor[1] if cursor else None, "n": limit},
         ).fetchall()
     if json_out:
-        print_json([{"id": str(i), "email": e, "created_at": str(c)} for i, e, c in rows])
+        print_json([{"id": i, "email": e, "created_at": c} for i, e, c in rows])
         return
-    table = Table("email", "id", "created")
-    for user_id, email, created in rows:
-        table.add_row(email, str(user_id), f"{created:%Y-%m-%d %H:%M}")
-    console.print(table)
+    print_rows(
+        ("id", "email", "created"),
+        [(str(user_id), email, show_time(created)) for user_id, email, created in rows],
+        "id",
+    )

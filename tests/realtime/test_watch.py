@@ -22,7 +22,7 @@ from tessera_client import (
 from tessera_client.local import local_user_token
 
 from ..sdk.conftest import JWT_SECRET, TOMORROW
-from ..support import TestDatabase, url_for
+from ..support import TestDatabase, claims_for, preamble, url_for
 from .conftest import Setup, nothing_more, take, take_until_end
 
 
@@ -78,11 +78,7 @@ async def test_a_late_commit_is_delivered_in_seq_order(transport: Setup) -> None
     early_user, late_user = transport.db.create_users(2)
     async with transport.service().watch_event(event.id) as changes:
         with psycopg.connect(url_for(transport.db.admin_url, user="authenticator")) as slow:
-            slow.execute(
-                "select set_config('role', 'authenticated', true), "
-                "set_config('request.jwt.claims', %s, true)",
-                (json.dumps({"role": "authenticated", "sub": str(early_user)}),),
-            )
+            slow.execute(*preamble("authenticated", claims_for("authenticated", early_user)))
             slow.execute("select public.book_event(%s)", (event.id,))  # open, not committed
             younger = transport.client.as_user(late_user).book(event.id)
             await asyncio.wait_for(younger, 10)  # commits first

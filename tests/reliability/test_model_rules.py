@@ -129,9 +129,11 @@ def test_one_active_booking_idempotency_and_refusals() -> None:
     book(model, e)  # waits
     refused("TS006", book, model, e)  # waitlist full
     model.cancel(user, first.booking_id)
-    # The key still names the first booking, now cancelled, whatever the event.
-    again = model.book(user, event(model, capacity=5), 1, "k", uuid.uuid4())
+    # The key still names the first booking, now cancelled; for another event it is refused.
+    again = model.book(user, e, 1, "k", uuid.uuid4())
     assert again.booking_id == first.booking_id and again.status == "cancelled"
+    refused("TS010", model.book, user, event(model, capacity=5), 1, "k", uuid.uuid4())
+    refused("TS010", model.book, user, e, 2, "k", uuid.uuid4())
     refused("TS007", model.cancel, user, first.booking_id)
     refused("TS002", model.cancel, uuid.uuid4(), first.booking_id)
     closed = event(model, capacity=1, waitlist_enabled=False)

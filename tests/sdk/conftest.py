@@ -41,26 +41,6 @@ REAL_SUPABASE = all(
 )
 
 
-def access_migration_applied(db: TestDatabase) -> bool:
-    rows = db.sql(
-        """select to_regprocedure('public.event_attendees(uuid)') is not null
-                  and to_regprocedure('public.event_waitlist(uuid)') is not null
-                  and to_regprocedure('public.my_bookings()') is not null as ok"""
-    )
-    return bool(rows[0]["ok"])
-
-
-@pytest.fixture
-def needs_access(db: TestDatabase) -> None:
-    """Skip unless the access migration (organizer reads, my_bookings, RLS) is applied."""
-    if not access_migration_applied(db):
-        pytest.skip("needs 20261125000200_tessera_access.sql (event_attendees, my_bookings, RLS)")
-
-
-with_access = pytest.mark.usefixtures("needs_access")
-"""Marks a test that needs the access migration (RLS policies, my_bookings, organizer reads)."""
-
-
 @dataclass
 class Backend:
     """A root client (anonymous) and a way to get clients acting as fresh users."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import types
 
+import pytest
+
 import tessera_client
 from tessera_client import AsyncTessera, Tessera
 
@@ -36,7 +38,8 @@ def test_every_rpc_and_read_has_a_method() -> None:
     expected = {
         "create_event", "book", "cancel", "claim_offer", "availability", "waitlist_position",
         "set_capacity", "publish_event", "cancel_event", "changes", "expire_offers",
-        "list_events", "get_event", "my_bookings", "attendees", "waitlist",
+        "list_events", "get_event", "my_bookings", "attendees", "waitlist", "update_event",
+        "list_bookings", "get_booking",
     }  # fmt: skip
     assert expected <= set(public_methods(AsyncTessera))
 
@@ -66,3 +69,24 @@ def test_public_methods_have_google_style_docstrings_with_examples() -> None:
         assert doc, name
         if name not in {"open", "close", "as_anonymous"}:
             assert "Example:" in doc, f"AsyncTessera.{name} needs an example"
+
+
+def test_earlier_names_still_work_and_say_what_replaced_them() -> None:
+    import tessera_client.local
+
+    replaced = {
+        "connect": AsyncTessera.connect,
+        "from_supabase": AsyncTessera.from_supabase,
+        "connect_sync": Tessera.connect,
+        "from_supabase_sync": Tessera.from_supabase,
+        "create_local_user": tessera_client.local.create_local_user,
+        "local_user_token": tessera_client.local.local_user_token,
+        "local_api_key": tessera_client.local.local_api_key,
+        "LocalUser": tessera_client.local.LocalUser,
+    }
+    for name, replacement in replaced.items():
+        with pytest.warns(DeprecationWarning, match=rf"tessera_client\.{name} is deprecated"):
+            assert getattr(tessera_client, name) == replacement
+        assert name not in tessera_client.__all__
+    with pytest.raises(AttributeError):
+        tessera_client.no_such_name  # noqa: B018

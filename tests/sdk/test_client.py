@@ -19,7 +19,7 @@ from tessera_client import (
     WaitlistPolicy,
 )
 
-from .conftest import TOMORROW, Backend, with_access
+from .conftest import TOMORROW, Backend
 
 
 async def test_create_event_returns_the_event_with_its_options(backend: Backend) -> None:
@@ -61,7 +61,6 @@ async def test_database_defaults_apply_to_options_left_out(backend: Backend) -> 
     assert event.waitlist_limit is None
 
 
-@with_access
 async def test_get_and_list_events_follow_row_level_security(backend: Backend) -> None:
     alice = await backend.user()
     published = await alice.create_event("Open", capacity=5, starts_at=TOMORROW)
@@ -92,7 +91,6 @@ async def test_get_and_list_events_follow_row_level_security(backend: Backend) -
     assert len(await alice.list_events(organizer_id=alice.identity.user_id, limit=1)) == 1
 
 
-@with_access
 async def test_booking_lifecycle_with_waitlist_and_promotion(backend: Backend) -> None:
     alice, bob, carol = [await backend.user() for _ in range(3)]
     event = await alice.create_event("Small room", capacity=2, starts_at=TOMORROW)
@@ -161,7 +159,6 @@ async def test_changes_follow_the_ledger_from_a_position(backend: Backend) -> No
     assert [c.seq for c in first_two + rest] == [c.seq for c in changes]
 
 
-@with_access
 async def test_offers_are_claimed_or_expire(backend: Backend) -> None:
     alice, bob, carol, dave = [await backend.user() for _ in range(4)]
     event = await alice.create_event(
@@ -193,7 +190,6 @@ async def test_offers_are_claimed_or_expire(backend: Backend) -> None:
     assert expired.status is BookingStatus.EXPIRED
 
 
-@with_access
 async def test_organizer_sees_attendees_and_waitlist(backend: Backend) -> None:
     alice = await backend.user()
     bob = await backend.user("bob-" + uuid.uuid4().hex[:6] + "@example.test")
@@ -221,7 +217,6 @@ async def test_organizer_sees_attendees_and_waitlist(backend: Backend) -> None:
     assert await backend.service().attendees(event.id) == [attendee]
 
 
-@with_access
 async def test_organizer_actions(backend: Backend) -> None:
     alice, bob, carol = [await backend.user() for _ in range(3)]
     draft = await alice.create_event("Later", capacity=1, starts_at=TOMORROW, publish=False)

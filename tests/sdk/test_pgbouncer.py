@@ -10,7 +10,6 @@ import asyncio
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,17 +22,9 @@ import pytest
 from tessera_client import AsyncTessera, BookingStatus, PermissionDenied
 from tessera_client.local import create_local_user
 
-from ..support import TestDatabase
+from ..support import TestDatabase, free_port
 from ..tools import pgbouncer_binary
-from .conftest import FAST_RETRY, TOMORROW, with_access
-
-pytestmark = with_access
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .conftest import FAST_RETRY, TOMORROW
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ PostgreSQL itself raises 40001 / 40P01 from a trigger.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 
 import psycopg
@@ -23,7 +22,7 @@ from tessera_client import (
 )
 from tessera_client.local import create_local_user
 
-from ..support import TestDatabase
+from ..support import TestDatabase, free_port
 from .conftest import FAST_RETRY, TOMORROW, Backend
 
 
@@ -182,12 +181,6 @@ async def test_a_lost_commit_reply_is_not_retried_when_repeating_is_unsafe(
             assert [row["status"] for row in bookings_of(db, event_id)] == ["cancelled"]
     finally:
         await proxy.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_unreachable_database_is_unavailable() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import uuid
 
 import pytest
 
@@ -11,9 +13,7 @@ from tessera_client.local import create_local_user
 
 from ..standins import SupabaseStandIn
 from ..support import TestDatabase
-from .conftest import FAST_RETRY, JWT_SECRET, TOMORROW, with_access
-
-pytestmark = with_access
+from .conftest import FAST_RETRY, JWT_SECRET, TOMORROW
 
 
 def loop_threads() -> int:
@@ -64,10 +64,12 @@ def test_sync_supabase(db: TestDatabase, standin: SupabaseStandIn) -> None:
 
 
 def test_sync_client_works_inside_a_running_event_loop(db: TestDatabase) -> None:
-    import asyncio
+    organizer = create_local_user(db.url())
 
-    async def inside() -> int:
+    async def inside() -> tuple[uuid.UUID, list[uuid.UUID]]:
         with Tessera.connect(db.url("authenticator"), retry=FAST_RETRY) as tessera:
-            return len(tessera.list_events())
+            event = tessera.as_user(organizer.id).create_event("In a loop", 3, TOMORROW)
+            return event.id, [listed.id for listed in tessera.list_events()]
 
-    assert asyncio.run(inside()) >= 0
+    created, listed = asyncio.run(inside())
+    assert created in listed

@@ -17,7 +17,12 @@ just the part of it the SDK's Supabase transport uses:
   ``pgoutput`` there) and pushes each as a ``broadcast`` to the sockets that joined its topic
   with the same privacy: a private message reaches private channels only.
 
-Nothing else (presence, postgres_changes, client broadcasts, rate limits) exists here.
+- Client broadcasts (``broadcast`` on a joined channel): on a public channel anyone may send
+  and it reaches every public subscriber of the topic; on a private channel Realtime checks
+  write access as it checks reads, by inserting the message as the client (RLS INSERT
+  policies on ``realtime.messages`` decide) and refuses it otherwise.
+
+Nothing else (presence, postgres_changes, rate limits) exists here.
 
 Faults: :meth:`drop_connections` cuts every socket without a close frame; :meth:`outage`
 also refuses new ones for a while; :meth:`lose_broadcasts` silently drops the next
@@ -45,6 +50,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tessera_client._local import keys
+
+from ..support import preamble
 
 __all__ = ["Delivery", "Join", "RealtimeStandIn"]
 
@@ -75,6 +82,17 @@ class Delivery:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ClientBroadcast:
+    """A broadcast a client sent, and whether the stand-in relayed it."""
+
+    topic: str
+    private: bool
+    role: str
+    sub: str | None
+    accepted: bool
+
+
 @dataclass(eq=False)
 class _Socket:
     ws: ServerConnection
@@ -101,6 +119,7 @@ class RealtimeStandIn:
         self.poll_interval = poll_interval
         self.joins: list[Join] = []
         self.deliveries: list[Delivery] = []
+        self.client_broadcasts: list[ClientBroadcast] = []
         self.connections = 0
         self._lose = 0
         self._refusing = False
@@ -285,6 +304,8 @@ class RealtimeStandIn:
                     "ref": message.get("ref"),
                 },
             )
+        elif event == "broadcast":
+            await self._client_broadcast(socket, message, full_topic, payload)
         elif event == "access_token":
             token = payload.get("access_token")
             with contextlib.suppress(jwt.InvalidTokenError):
@@ -333,11 +354,7 @@ class RealtimeStandIn:
                     probe = await cur.fetchone()
                     assert probe is not None
                     await conn.execute(
-                        """select set_config('role', %s, true),
-                                  set_config('realtime.topic', %s, true),
-                                  set_config('request.jwt.claims', %s, true),
-                                  set_config('request.headers', '{}', true)""",
-                        (role, topic, json.dumps(claims)),
+                        *preamble(role, claims, {"realtime.topic": topic, "request.headers": "{}"})
                     )
                     cur = await conn.execute(
                         """select id from realtime.messages
@@ -345,6 +362,55 @@ class RealtimeStandIn:
                         (topic, probe[0]),
                     )
                     return await cur.fetchone() is not None
+            except psycopg.Error:
+                return False
+
+    async def _client_broadcast(
+        self, socket: _Socket, message: dict[str, Any], full_topic: str, payload: dict[str, Any]
+    ) -> None:
+        """A client sends on a channel it joined: relayed, unless the channel is private and
+        RLS does not let the client write the topic."""
+        joined = socket.joined.get(full_topic)
+        if joined is None:
+            await self._reply(socket, message, "error", {"reason": "not joined"})
+            return
+        topic, private, _ = joined
+        role, sub = str(socket.claims.get("role", "anon")), socket.claims.get("sub")
+        event = str(payload.get("event", ""))
+        body = payload.get("payload") or {}
+        accepted = not private or await self._can_write(topic, event, body, role, socket.claims)
+        self.client_broadcasts.append(ClientBroadcast(topic, private, role, sub, accepted))
+        if not accepted:
+            reason = "Unauthorized: You do not have permissions to write to this Channel topic"
+            await self._reply(socket, message, "error", {"reason": f"{reason}: {topic}"})
+            return
+        await self._reply(socket, message, "ok", {})
+        await self._push(
+            [(f"client-{len(self.client_broadcasts)}", topic, event, private, body)], socket
+        )
+
+    async def _can_write(
+        self, topic: str, event: str, body: Any, role: str, claims: dict[str, Any]
+    ) -> bool:
+        """Realtime's write check: may the client, as itself, insert the message?"""
+        assert self._auth_conn is not None and self._auth_lock is not None
+        async with self._auth_lock:
+            conn = self._auth_conn
+            try:
+                async with conn.transaction(force_rollback=True):
+                    await conn.execute(
+                        """select set_config('role', %s, true),
+                                  set_config('realtime.topic', %s, true),
+                                  set_config('request.jwt.claims', %s, true),
+                                  set_config('request.headers', '{}', true)""",
+                        (role, topic, json.dumps(claims)),
+                    )
+                    await conn.execute(
+                        """insert into realtime.messages (topic, extension, private, event, payload)
+                           values (%s, 'broadcast', true, %s, %s)""",
+                        (topic, event, json.dumps(body)),
+                    )
+                    return True
             except psycopg.Error:
                 return False
 
@@ -374,12 +440,16 @@ class RealtimeStandIn:
                 await self._push(rows[i] for i in ids if i in rows)
             await asyncio.sleep(self.poll_interval)
 
-    async def _push(self, rows: Iterable[tuple[str, str, str, bool, Any]]) -> None:
+    async def _push(
+        self, rows: Iterable[tuple[str, str, str, bool, Any]], sender: _Socket | None = None
+    ) -> None:
         for message_id, topic, event, private, payload in rows:
             if self._lose > 0:
                 self._lose -= 1
                 continue
             for socket in list(self._sockets):
+                if socket is sender:
+                    continue  # Realtime's default: broadcasts do not echo to their sender
                 for full_topic, (joined, joined_private, join_ref) in list(socket.joined.items()):
                     if joined != topic or joined_private != bool(private):
                         continue

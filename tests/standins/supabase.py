@@ -9,7 +9,8 @@ PostgreSQL, just the part of them the SDK's Supabase transport uses, and nothing
   ``request.method``, ``request.path`` as transaction-local settings) and
   ``select … from public.fn(name => value, …)``. A set-returning function answers with an
   array, a composite with an object, anything else with the bare value.
-- ``GET /rest/v1/<table>?select=…&col=op.value&order=…&limit=…`` (eq, neq, gt, gte, lt, lte).
+- ``GET /rest/v1/<table>?select=…&col=op.value&order=…&limit=…`` (eq, neq, gt, gte, lt, lte;
+  ``or=(…)`` with nested ``and(…)``, as keyset pagination sends).
 - Errors: PostgREST's body ``{code, message, details, hint}`` and its HTTP status per
   SQLSTATE (42501 is 401 for anon, 403 otherwise; 08* 503; 40* 500; …); JWT errors are
   401 PGRST301 / PGRST303.
@@ -50,15 +51,52 @@ from psycopg_pool import ConnectionPool
 from tessera_client._local import keys
 from tessera_client._local.users import verify_password
 
+from ..support import act_as
+
 __all__ = ["RecordedRequest", "SupabaseStandIn"]
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-_PREAMBLE = (
-    "select set_config('search_path', 'public, extensions', true), "
-    "set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
-    "set_config('request.method', %s, true), set_config('request.path', %s, true)"
-)
+
+
+def _split_terms(text: str) -> list[str]:
+    """``a.eq."x,y",and(b.gt.1,c.lt.2)`` -> its top-level terms (quotes and parentheses kept)."""
+    terms, depth, quoted, start = [], 0, False, 0
+    for i, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and char == ",":
+            terms.append(text[start:i])
+            start = i + 1
+    terms.append(text[start:])
+    return terms
+
+
+def _logic(kind: str, text: str) -> tuple[sql.Composable, list[Any]]:
+    """PostgREST's ``or=(…)`` / ``and(…)`` filters (the keyset pagination the SDK sends)."""
+    if not (text.startswith("(") and text.endswith(")")):
+        raise _pgrst(400, "PGRST100", f"unsupported logic filter: {kind}={text}")
+    parts: list[sql.Composable] = []
+    values: list[Any] = []
+    for term in _split_terms(text[1:-1]):
+        if term.startswith(("and(", "or(")):
+            inner_kind, _, rest = term.partition("(")
+            part, found = _logic(inner_kind, "(" + rest)
+        else:
+            column, _, criterion = term.partition(".")
+            op, _, value = criterion.partition(".")
+            if not _NAME.match(column) or op not in _OPERATORS:
+                raise _pgrst(400, "PGRST100", f"unsupported filter: {term}")
+            part = sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(_OPERATORS[op]))
+            found = [value[1:-1] if value.startswith('"') and value.endswith('"') else value]
+        parts.append(part)
+        values.extend(found)
+    joined = sql.SQL(f" {kind} ").join(parts)
+    return sql.SQL("({})").format(joined), values
 
 
 class _HttpError(Exception):
@@ -259,7 +297,13 @@ class SupabaseStandIn:
             conn.read_only = method == "GET"
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(_PREAMBLE, (role, json.dumps(claims), method, path))
+                    act_as(
+                        cur,
+                        role,
+                        claims,
+                        search_path="public, extensions",
+                        **{"request.method": method, "request.path": path},
+                    )
                     cur.execute(query, params)
                     rows = [row[0] for row in cur.fetchall()]
                     drop = method != "GET" and self._faults.take("drop_after_commit")
@@ -328,6 +372,10 @@ class SupabaseStandIn:
         limit = params.pop("limit", None)
         conditions: list[sql.Composable] = []
         values: list[Any] = []
+        if "or" in params:
+            condition, found = _logic("or", params.pop("or"))
+            conditions.append(condition)
+            values.extend(found)
         for column, criterion in params.items():
             op, _, value = criterion.partition(".")
             if not _NAME.match(column) or op not in _OPERATORS:

@@ -112,7 +112,7 @@ def test_expired_token_is_refused(web: WebApp) -> None:
 
     # Nor is a token the app did not sign, or no token at all.
     forged = local_user_token(secrets.token_urlsafe(32), user_id)
-    for token in (expired, forged, "not-a-token"):
+    for token in (expired, forged, "not-a-token", user_id):  # a bare user id is no token
         answer = carol.request.get(
             f"{web.url}/api/my-bookings", headers={"Authorization": f"Bearer {token}"}
         )

@@ -10,10 +10,8 @@ databases are cloned from a migrated template, the way the test suite does it.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import socket
 import tempfile
 import threading
 import uuid
@@ -31,6 +29,8 @@ from tessera_client._paths import bootstrap_sql
 from tessera_client.local import create_local_users
 from tessera_client.migrations import apply_migrations
 
+from ...support import act_as, claims_for, free_port, url_for
+
 __all__ = [
     "DOCUMENTED_SQLSTATES",
     "Caller",
@@ -42,41 +42,13 @@ __all__ = [
     "url_for",
 ]
 
-LOCAL_PASSWORD = "postgres"  # every login role of the local stack
-
-DOCUMENTED_SQLSTATES = frozenset({f"TS00{n}" for n in range(1, 10)} | {"22023", "42501"})
+DOCUMENTED_SQLSTATES = frozenset({f"TS{n:03d}" for n in range(1, 11)} | {"22023", "42501"})
 """The error codes Tessera documents (README): what a caller may ever see from an RPC."""
 
 Row = dict[str, Any]
 
 # Schemas whose tables a Tessera call may write (sequences aside: their gaps are not state).
 STATE_SCHEMAS = ("public", "tessera", "realtime", "auth")
-
-
-def url_for(url: str, user: str | None = None, database: str | None = None) -> str:
-    """The same server with another login role (local password) and/or database."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    if user:
-        info["user"] = user
-        info["password"] = LOCAL_PASSWORD
-    if database:
-        info["dbname"] = database
-    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def claims_for(role: str, user_id: uuid.UUID | None) -> dict[str, Any]:
-    """The JWT claims supabase-auth would issue for ``role`` (and ``user_id``)."""
-    claims: dict[str, Any] = {"role": role}
-    if user_id is not None:
-        claims["sub"] = str(user_id)
-    return claims
 
 
 class _Link:
@@ -160,10 +132,7 @@ class Caller:
         """Run ``query`` in one transaction as this identity."""
         conn = self.conn
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(
-                "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                (self.role, json.dumps(self.claims)),
-            )
+            act_as(cur, self.role, self.claims)
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 

@@ -12,7 +12,7 @@ Values are sent as text and cast to the parameter's type, like PostgREST's JSON;
 the type itself rejects (not a number, not a UUID) never reaches the function and is the
 API layer's error, so only values the signatures accept are generated.
 
-A call passes when it succeeds, or fails with a documented SQLSTATE (TS001 to TS009, 22023,
+A call passes when it succeeds, or fails with a documented SQLSTATE (TS001 to TS010, 22023,
 42501); any other class (XX000, 42883, 22P02, 22008, 23xxx, …) is a problem. A failed call
 must change nothing, nor may a read-only one; after a call that changed something,
 ``check_invariants`` must stay empty.

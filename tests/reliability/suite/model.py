@@ -22,9 +22,10 @@ Where the rules leave a detail open, the model decides it as follows:
 * An offer whose deadline has passed can no longer be claimed (TS007) but still holds its
   seats until ``expire_offers`` runs; that call expires every overdue offer of an event
   first, then hands the freed seats to the waitlist.
-* An idempotency key names one booking of its user forever, whatever the event: repeating it
-  returns that booking as it is now and does nothing else, even when the booking is
-  cancelled or the call would be refused otherwise.
+* An idempotency key names one booking request of its user forever: repeating it with the
+  same event and party size returns that booking as it is now and does nothing else, even
+  when the booking is cancelled or the call would be refused otherwise; repeating it with
+  another event or party size is refused (TS010).
 * ``seats_available`` is what a booker could take now: nothing unless the event is published.
 """
 
@@ -222,6 +223,8 @@ class BookingModel:
             if not 1 <= len(idempotency_key) <= 200:
                 raise ModelError("22023", "idempotency keys are 1 to 200 characters")
             if (earlier := self.keys.get((user, idempotency_key))) is not None:
+                if earlier.event.id != event_id or earlier.seats != seats:
+                    raise ModelError("TS010", "the key already names another booking request")
                 return Outcome.of(earlier)
         event = self._visible(event_id, user)
         if event.status != "published" or not event.rules.sales_open:

@@ -109,7 +109,7 @@ WHAT_IS_CHECKED = """\
   ticket order; replaying the ledger gives every booking's final status through valid
   transitions only (strict events promote in ticket order); each reader saw every entry
   exactly once, in order. Only refusals the rules call for are allowed (TS001, TS003 to
-  TS008); any other error is a violation.
+  TS008, TS010 for a reused idempotency key); any other error is a violation.
 - **Faults** (`faults.py`): random `pg_terminate_backend` under the same load; each write
   path stopped on a row lock after its first writes and then killed (nothing of it may
   remain, and the same call works afterwards); the same stops ended by `lock_timeout` and
@@ -338,7 +338,7 @@ def render(run: Run) -> str:
             "## Hostile inputs, by RPC",
             "",
             "Each RPC was called as anonymous, attendee, organizer, and with tokens whose "
-            "`sub` is missing or not a UUID. Allowed answers: success, or TS001 to TS009, "
+            "`sub` is missing or not a UUID. Allowed answers: success, or TS001 to TS010, "
             "22023, 42501; a failed or read-only call must change nothing.",
             "",
             "| RPC | Inputs tried | Outcomes |",

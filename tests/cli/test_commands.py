@@ -4,41 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from tessera_client.cli import app
 
-from .support import TestDatabase
-
-runner = CliRunner()
-
-
-def tessera(db: TestDatabase | None, *args: str, code: int = 0) -> str:
-    argv = list(args)
-    if db is not None:
-        argv += ["--db-url", db.url("postgres")]
-    result = runner.invoke(app, argv)
-    assert result.exit_code == code, (argv, result.output, result.exception)
-    return result.output
-
-
-def as_json(db: TestDatabase, *args: str, code: int = 0) -> Any:
-    return json.loads(tessera(db, *args, "--json", code=code))
-
-
-@pytest.fixture
-def event(db: TestDatabase) -> str:
-    for email in ("org@example.test", "ada@example.test", "bob@example.test"):
-        as_json(db, "users", "create", email)
-    created = as_json(db, "events", "create", "Jazz night", "--capacity", "1",
-                      "--as", "org@example.test")  # fmt: skip
-    return str(created["id"])
+from ..support import TestDatabase, free_port
+from .helpers import as_json, runner, tessera
 
 
 def test_users_create_and_list(db: TestDatabase) -> None:
@@ -139,9 +113,7 @@ def test_a_database_that_is_not_there_is_a_one_line_error() -> None:
 def test_dev_up_status_down(monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(tempfile.mkdtemp(prefix="tessera-test-cli-"))
     root.chmod(0o755)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("TESSERA_DATA_DIR", str(root / "stack"))
     monkeypatch.setenv("TESSERA_PORT", str(port))
     try:
@@ -164,27 +136,3 @@ def test_dev_up_status_down(monkeypatch: pytest.MonkeyPatch) -> None:
 
         LocalStack(root / "stack").destroy()
         os.rmdir(root)
-
-
-def test_watch_follows_an_event_until_it_is_cancelled(db: TestDatabase, event: str) -> None:
-    import subprocess
-    import sys
-    import time
-
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "tessera_client.cli", "watch", event, "--db-url", db.url()],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "120", "LINES": "40"},
-    )  # fmt: skip
-    try:
-        time.sleep(2.0)  # subscribed
-        as_json(db, "book", event, "--as", "ada@example.test")
-        as_json(db, "book", event, "--as", "bob@example.test")
-        time.sleep(0.5)
-        as_json(db, "events", "cancel", event)
-        output, _ = watcher.communicate(timeout=20)
-    finally:
-        watcher.kill()
-    assert watcher.returncode == 0, output
-    assert "waitlisted" in output and "event_cancelled" in output
-    assert "watch ended" in output
