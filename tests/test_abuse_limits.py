@@ -52,8 +52,8 @@ def offer_world(
 
 @pytest.mark.parametrize(
     "action",
-    ["create_event", "set_event_capacity", "publish_event", "cancel_event", "claim_offer",
-     "cancel_booking", "book_event", "update_event"],
+    ["create_event", "set_event_capacity", "publish_event", "cancel_event", "update_event",
+     "claim_offer", "cancel_booking", "book_event"],
 )  # fmt: skip
 def test_every_write_has_a_per_user_limit(db: TestDatabase, action: str) -> None:
     organizer = db.actor(db.create_user())
@@ -73,10 +73,10 @@ def test_every_write_has_a_per_user_limit(db: TestDatabase, action: str) -> None
         "set_event_capacity": (organizer, [{"event_id": d, "capacity": 5} for d in drafts]),
         "publish_event": (organizer, [{"event_id": d} for d in drafts]),
         "cancel_event": (organizer, [{"event_id": d} for d in drafts]),
+        "update_event": (organizer, [{"event_id": d, "title": "Renamed"} for d in drafts]),
         "claim_offer": (holder, [{"booking_id": offered}, {"booking_id": offered_too}]),
         "cancel_booking": (holder, [{"booking_id": offered}, {"booking_id": offered_too}]),
         "book_event": (first, [{"event_id": d} for d in drafts]),
-        "update_event": (organizer, [{"event_id": d, "venue": "Hall"} for d in drafts]),
     }
     actor, (allowed, over) = calls[action][0], calls[action][1]
     actor.call(action, **allowed)

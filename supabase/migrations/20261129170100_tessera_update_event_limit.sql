@@ -1,10 +1,10 @@
--- Tessera: update_event gets the per-user rate limit every other write has (TS009).
+-- Tessera: update_event is limited like every other write (security review, round 2).
 --
--- update_event (20261129170000) and the abuse limits (20261129100300) were written at the same
--- time; this puts the first under the second's rule: the caller's budget is checked with a
--- plain read before the event's exclusive lock, and counted right after it, like
--- publish_event. A cancelled event is refused before the lock too. Configure it as the others:
---     update tessera.rate_limits set max_calls = 10 where action = 'update_event';
+-- public.update_event came after the rate-limit migration: it gets the same treatment as
+-- set_event_capacity, publish_event and cancel_event there. A per-user rate limit
+-- (tessera.rate_limits, action 'update_event') decided before the event's exclusive lock with
+-- a plain read and counted right after it (LEDGER ORDER), and a cancelled event refused from
+-- the plain read too, so a refused update never waits for the event.
 
 alter table tessera.rate_limits drop constraint rate_limits_action_known;
 alter table tessera.rate_limits add constraint rate_limits_action_known check (
@@ -17,9 +17,6 @@ insert into tessera.rate_limits (action, max_calls, window_seconds)
 values
 ('update_event', tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds());
 
--- ===========================================================================================
--- RPC: update_event, rate-limited
--- ===========================================================================================
 create or replace function public.update_event(
     event_id uuid,
     title text default null,
@@ -45,15 +42,15 @@ declare
     v_field text;
     v_problem text;
 begin
-    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
-        raise exception using errcode = 'TS007', message = 'a cancelled event cannot be changed',
-            detail = pg_catalog.format('event_id=%s', event_id);
-    end if;
-    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
-    -- the count's write right after it (LEDGER ORDER in the booking migration).
-    perform tessera.check_rate_limit('update_event');
     -- LOCK ORDER (see the booking migration): the event exclusively (2), then its row, as
     -- every change of an event does, so a booking in flight sees it wholly before or after.
+    if v_event.status = 'cancelled' then  -- final: refused without waiting for the lock
+        raise exception using errcode = 'TS007', message = 'a cancelled event cannot be changed',
+            detail = format('event_id=%s', event_id);
+    end if;
+    -- TS009 before the exclusive lock (a read: a refused call never waits for the event);
+    -- the count's write right after it (LEDGER ORDER).
+    perform tessera.check_rate_limit('update_event');
     perform tessera.lock_event_exclusive(event_id);
     perform tessera.enforce_rate_limit('update_event');
     select * into v_event from public.events as e where e.id = event_id for update;
@@ -151,9 +148,6 @@ begin
 end
 $$;
 
--- ===========================================================================================
--- RPC: tessera_schema_version — 7: update_event may answer TS009
--- ===========================================================================================
 create or replace function public.tessera_schema_version() returns integer
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
