@@ -80,6 +80,7 @@ class ModelEvent:
     capacity: int
     status: str
     bookings: list[ModelBooking] = field(default_factory=list)
+    ever_published: bool = False  # a draft cancelled before publication stays its organizer's
 
     def waiting(self) -> list[ModelBooking]:
         """Waiting bookings, first in line first (bookings are kept in arrival order)."""
@@ -147,6 +148,7 @@ class BookingModel:
             rules,
             rules.capacity,
             "published" if rules.publish else "draft",
+            ever_published=rules.publish,
         )
 
     # -- questions -----------------------------------------------------------------------
@@ -174,7 +176,7 @@ class BookingModel:
 
     def _visible(self, event_id: uuid.UUID, user: uuid.UUID | None) -> ModelEvent:
         event = self.events.get(event_id)
-        if event is None or (event.status == "draft" and event.organizer != user):
+        if event is None or (not event.ever_published and event.organizer != user):
             raise ModelError("TS001", "no such event visible to the caller")
         return event
 
@@ -293,6 +295,7 @@ class BookingModel:
         if event.status == "cancelled":
             raise ModelError("TS007", "a cancelled event cannot be published")
         event.status = "published"
+        event.ever_published = True
 
     def cancel_event(self, user: uuid.UUID, event_id: uuid.UUID) -> None:
         """``cancel_event``: every active booking is cancelled with the event."""
