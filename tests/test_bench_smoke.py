@@ -157,7 +157,7 @@ async def test_results_are_saved_as_json_chart_and_markdown(
     [spread_row] = document["scenarios"]["spread"]["rows"]
     assert spread_row["hot_over_spread"] > 0
     names = [target["name"] for target in document["targets"]]
-    assert "hot event at 32 clients vs baseline" in names
+    assert "hot event vs seed design, pgbench, 32 clients" in names
 
     markdown = tmp_path / "benchmarks.md"
     markdown.write_text(f"# Benchmarks\n\nHand-written part.\n\n{MARKER}\n")
@@ -195,6 +195,29 @@ def test_cli_prints_json_and_saves_nothing_with_smoke(
     assert "password=***" in document["command"]
     assert "password=postgres" not in document["command"]
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_pgbench_hot_event_against_the_seed_design(db: TestDatabase) -> None:
+    result = await smoke(db, "pgbench")
+    assert [row["clients"] for row in result["rows"]] == list(SMOKE.clients)
+    for row in result["rows"]:
+        assert_phase(row["tessera"], row["clients"])
+        assert_phase(row["baseline"], row["clients"])
+        assert row["ratio"]["throughput"] > 0
+    assert result["accounted"] is True
+    assert result["invariants"] == []
+    assert result["ok"] is True
+
+
+async def test_open_loop_serves_a_fixed_arrival_rate(db: TestDatabase) -> None:
+    result = await smoke(db, "openloop")
+    assert result["rate"] == pytest.approx(SMOKE.open_loop_factor * result[
+        "baseline_best_closed_loop"], rel=0.01)  # fmt: skip
+    for name in ("tessera", "baseline"):
+        assert_phase(result[name], SMOKE.open_loop_clients)
+        assert 0 < result[name]["served_fraction"] <= 1
+    assert result["invariants"] == []
+    assert result["ok"] is True
 
 
 async def test_abuse_refused_claims_against_a_hot_event(db: TestDatabase) -> None:

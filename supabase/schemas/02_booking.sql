@@ -344,7 +344,8 @@ $$;
 -- Append one entry describing the state right after a change, and return its seq.
 -- Callers that already know the waiting count, the actor or the event's status pass them
 -- (the hot path); the rest is read here. The availability snapshot is one sum over the
--- event's seat blocks, in the same statement as the insert.
+-- event's seat blocks, in the same statement as the insert, less p_seats_taking: seats the
+-- caller takes right after writing the entry (the fast path).
 create function tessera.record(
     p_kind text,
     p_event_id uuid,
@@ -353,7 +354,8 @@ create function tessera.record(
     p_detail jsonb default '{}'::jsonb,
     p_waiting integer default null,
     p_actor uuid default null,
-    p_event_status text default null
+    p_event_status text default null,
+    p_seats_taking integer default 0
 ) returns bigint
 language plpgsql
 security invoker
@@ -379,7 +381,11 @@ begin
         v_seq, p_event_id, p_booking.id, p_booking.user_id,
         coalesce(p_actor, tessera.current_user_id()), p_kind,
         p_booking.status, p_booking.seats, p_waitlist_position, p_booking.offer_expires_at,
-        case when v_status = 'published' then coalesce(sum(sb.capacity - sb.taken), 0)::pg_catalog.int4 else 0 end,
+        case
+            when v_status = 'published'
+                then greatest(coalesce(sum(sb.capacity - sb.taken), 0) - p_seats_taking, 0)::pg_catalog.int4
+            else 0
+        end,
         coalesce(v_waiting, 0), v_status, p_detail
     from tessera.seat_blocks as sb
     where sb.event_id = p_event_id;
@@ -829,7 +835,7 @@ $$;
 -- ===========================================================================================
 -- RPC: book_event, in named steps. Each step takes the next lock of the LOCK ORDER above:
 --   booking_by_key (1) -> enforce_rate_limit (usage row) -> open_event_for_booking (2,
---   shared) -> ensure_no_active_booking (3) -> take_seat_fast (4, one block) or
+--   shared) -> ensure_no_active_booking (3) -> book_fast (4, one block, last) or
 --   hold_every_block (4, all blocks) -> seat_booking / join_waitlist (5, queue row).
 -- ===========================================================================================
 
@@ -945,14 +951,21 @@ begin
 end
 $$;
 
--- Step 4a, the fast path: p_seats from one block with room while nobody waits
--- (waitlist_open is false on every block then). Returns the block, or null when no single
--- block has room. Takes lock (4) on one block: first any block with room no one else holds
--- right now, else it waits for one that had room. Each attempt runs in a subtransaction:
--- a row lock taken by an attempt that then finds no room (a concurrent booker took it) is
--- released by rolling the attempt back, so a booker never waits for every block while
--- holding one (that would deadlock with another booker locking every block in order).
-create function tessera.take_seat_fast(p_event_id uuid, p_seats integer) returns integer
+-- Step 4a, the fast path (20261129180000_tessera_fast_booking.sql).
+-- The confirmed booking of a party one seat block can hold while nobody waits, or null
+-- (nothing written) when no single block has room: the slow path decides then.
+--
+-- Order inside one subtransaction: the booking, its ledger entry (and so its realtime
+-- messages), then lock (4) on one block. The block is chosen among those with room in this
+-- statement's snapshot: first any of them no one holds right now (SKIP LOCKED, locked by
+-- primary key so that exactly the returned row is locked), else it waits for the first of
+-- them. It waits only while holding no other block, so it never holds one block while
+-- waiting for another (which could deadlock with a booker locking every block in order).
+-- A block that turns out full once locked (a concurrent booker took its last seats) ends
+-- the attempt: the subtransaction is rolled back, releasing that lock with everything else.
+create function tessera.book_fast(
+    p_event public.events, p_user uuid, p_seats integer, p_key text
+) returns public.booking_result
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
@@ -960,51 +973,52 @@ as $$
 declare
     v_blocks constant pg_catalog.int4 := tessera.max_seat_blocks();
     v_start pg_catalog.int4 := pg_catalog.floor(pg_catalog.random() * v_blocks)::pg_catalog.int4;
+    v_candidates pg_catalog.int4[];
+    v_booking public.bookings;
     v_block pg_catalog.int4;
-    v_candidate pg_catalog.int4;
+    v_fits boolean;
 begin
-    for attempt in 1..4 loop
-        begin
-            update tessera.seat_blocks as sb set taken = sb.taken + p_seats
-            where sb.event_id = p_event_id and sb.block = (
-                select free.block from tessera.seat_blocks as free
-                where free.event_id = p_event_id
-                  and not free.waitlist_open and free.capacity - free.taken >= p_seats
-                order by (free.block + v_start) % v_blocks
-                limit 1
-                for update skip locked
-            )
-            returning sb.block into v_block;
-            if v_block is null then
-                raise no_data_found;  -- roll back this attempt, releasing any row it locked
-            end if;
-        exception when no_data_found then
-            v_block := null;
-        end;
-        exit when v_block is not null;
+    v_candidates := array(
+        select sb.block from tessera.seat_blocks as sb
+        where sb.event_id = p_event.id and not sb.waitlist_open and sb.capacity - sb.taken >= p_seats
+        order by (sb.block + v_start) % v_blocks
+    );
+    if pg_catalog.cardinality(v_candidates) = 0 then
+        return null;
+    end if;
+    begin
+        insert into public.bookings as b (
+            event_id, user_id, seats, status, idempotency_key, confirmed_at
+        ) values (p_event.id, p_user, p_seats, 'confirmed', p_key, pg_catalog.now())
+        returning * into v_booking;
+        perform tessera.record(
+            'booked', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, 0, p_user, p_event.status,
+            p_seats
+        );
 
-        select free.block into v_candidate from tessera.seat_blocks as free
-        where free.event_id = p_event_id
-          and not free.waitlist_open and free.capacity - free.taken >= p_seats
-        order by (free.block + v_start) % v_blocks
-        limit 1;
-        exit when v_candidate is null;  -- no single block has room
-        begin
-            -- Wait for that block; the room condition is re-checked on its newest version.
-            update tessera.seat_blocks as sb set taken = sb.taken + p_seats
-            where sb.event_id = p_event_id and sb.block = v_candidate
-              and not sb.waitlist_open and sb.capacity - sb.taken >= p_seats
-            returning sb.block into v_block;
-            if v_block is null then
-                raise no_data_found;
-            end if;
-        exception when no_data_found then
-            v_block := null;
-        end;
-        exit when v_block is not null;
-        v_start := v_start + attempt;
-    end loop;
-    return v_block;
+        select sb.block, sb.capacity - sb.taken >= p_seats and not sb.waitlist_open
+        into v_block, v_fits
+        from tessera.seat_blocks as sb
+        where sb.event_id = p_event.id and sb.block = any(v_candidates)
+        order by (sb.block + v_start) % v_blocks
+        limit 1
+        for update skip locked;
+        if v_block is null then  -- every candidate is busy: wait for the first one
+            select sb.block, sb.capacity - sb.taken >= p_seats and not sb.waitlist_open
+            into v_block, v_fits
+            from tessera.seat_blocks as sb
+            where sb.event_id = p_event.id and sb.block = v_candidates[1]
+            for update;
+        end if;
+        if not coalesce(v_fits, false) then
+            raise no_data_found;  -- roll back the booking, its entry and the block's lock
+        end if;
+        update tessera.seat_blocks as sb set taken = sb.taken + p_seats
+        where sb.event_id = p_event.id and sb.block = v_block;
+    exception when no_data_found then
+        return null;
+    end;
+    return tessera.to_result(v_booking);
 end
 $$;
 
@@ -1125,6 +1139,7 @@ declare
     v_user pg_catalog.uuid := tessera.require_user();
     v_event public.events;
     v_booking public.bookings;
+    v_result public.booking_result;
     v_slow record;
 begin
     if idempotency_key is not null then
@@ -1138,9 +1153,9 @@ begin
     v_event := tessera.open_event_for_booking(event_id, seats);
     perform tessera.ensure_no_active_booking(event_id, v_user);
 
-    if tessera.take_seat_fast(event_id, seats) is not null then
-        -- The block was open, so nobody waits until this transaction commits.
-        return tessera.seat_booking(v_event, v_user, seats, idempotency_key, 0);
+    v_result := tessera.book_fast(v_event, v_user, seats, idempotency_key);
+    if v_result.booking_id is not null then
+        return v_result;
     end if;
     v_slow := tessera.take_seats_holding_every_block(v_event, seats);
     if v_slow.seated then
@@ -1542,6 +1557,9 @@ begin
         when not isfinite(v_new.starts_at) or not isfinite(v_new.ends_at)
             or not isfinite(v_new.sales_open_at) or not isfinite(v_new.sales_close_at)
             then 'times must be finite'
+        -- As at creation, a new start lies ahead (a past start is kept when unchanged).
+        when v_new.starts_at is distinct from v_event.starts_at and v_new.starts_at <= now()
+            then 'starts_at must be in the future'
         when v_new.ends_at < v_new.starts_at then 'ends_at must not be before starts_at'
         when v_new.max_seats_per_booking not between 1 and tessera.max_party_size()
             then pg_catalog.format(

@@ -10,6 +10,8 @@ __all__ = ["SCENARIOS", "BenchSettings"]
 
 SCENARIOS: tuple[str, ...] = (
     "hot",
+    "pgbench",
+    "openloop",
     "spread",
     "flash",
     "waitlist",
@@ -43,6 +45,9 @@ class BenchSettings:
         realtime_subscribers: Subscribers of the realtime scenario.
         realtime_rate: Bookings per second during the realtime scenario.
         realtime_seconds: Length of the realtime scenario.
+        open_loop_clients: Connections of the open-loop scenario.
+        open_loop_factor: Its arrival rate, as a multiple of the baseline's best closed-loop
+            throughput.
         abuse_clients: Clients booking the hot event of the abuse scenario.
         abuse_attackers: Loops making refused calls against it at the same time.
         smoke: A seconds-long version, to check the suite works (not to measure).
@@ -65,6 +70,8 @@ class BenchSettings:
     realtime_subscribers: int = 100
     realtime_rate: float = 100.0
     realtime_seconds: float = 10.0
+    open_loop_clients: int = 32
+    open_loop_factor: float = 1.5
     abuse_clients: int = 32
     abuse_attackers: int = 16
     smoke: bool = False
@@ -89,6 +96,7 @@ class BenchSettings:
             realtime_subscribers=5,
             realtime_rate=20.0,
             realtime_seconds=1.0,
+            open_loop_clients=8,
             abuse_clients=4,
             abuse_attackers=2,
             smoke=True,

@@ -93,9 +93,12 @@ def render_chart(document: dict[str, Any], path: Path) -> bool:
     scenarios = document["scenarios"]
     hot_rows = scenarios.get("hot", {}).get("rows", [])
     spread_rows = scenarios.get("spread", {}).get("rows", [])
+    pgbench_rows = scenarios.get("pgbench", {}).get("rows", [])
     lines = [
-        ("Tessera, hot event", _series(hot_rows, "tessera"), "tab:blue", "-"),
-        ("Baseline (FOR UPDATE), hot event", _series(hot_rows, "baseline"), "tab:red", "-"),
+        ("Tessera, hot event, pgbench", _series(pgbench_rows, "tessera"), "tab:purple", "-"),
+        ("Baseline, hot event, pgbench", _series(pgbench_rows, "baseline"), "tab:orange", "-"),
+        ("Tessera, hot event, SDK", _series(hot_rows, "tessera"), "tab:blue", "-"),
+        ("Baseline (FOR UPDATE), hot event, SDK", _series(hot_rows, "baseline"), "tab:red", "-"),
         ("Tessera, spread over many events", _series(spread_rows, "spread"), "tab:green", "--"),
         ("Client ceiling (no-op call)", _series(hot_rows, "ceiling"), "tab:gray", ":"),
     ]
@@ -222,6 +225,8 @@ def render_markdown(
         out.append(f"![Throughput and p99 against clients]({chart_link})\n")
     scenarios = document["scenarios"]
     for name, render in (
+        ("pgbench", _pgbench),
+        ("openloop", _open_loop),
         ("hot", _hot),
         ("spread", _spread),
         ("flash", _flash),
@@ -297,6 +302,77 @@ def _hot(result: dict[str, Any]) -> str:
         )
         + f"\nEvery booking accounted for: {_cell(result['bookings_accounted'])}. "
         f"Invariants: {_invariants(result)}.\n"
+    )
+
+
+def _pgbench(result: dict[str, Any]) -> str:
+    rows = []
+    for row in result["rows"]:
+        tessera, baseline = row["tessera"], row["baseline"]
+        rows.append(
+            [
+                row["clients"],
+                tessera["throughput"],
+                _ms(tessera, "p50"),
+                _ms(tessera, "p99"),
+                baseline["throughput"],
+                _ms(baseline, "p99"),
+                _ratio(row["ratio"]["throughput"]),
+                _ratio(row.get("sdk_over_pgbench")),
+                f"{_errors(tessera)} / {_errors(baseline)}",
+            ]
+        )
+    return (
+        f"### Hot event vs seed design, pgbench ({result['driver']}; latencies in ms)\n\n"
+        "One event of capacity 1,000,000, a fresh user per booking; the seed design is the "
+        "classic `select … for update` on the event row, insert, counter bump. `x`: "
+        "book_event over the seed design. SDK/pgbench: the SDK-driven hot scenario's "
+        "bookings/s over pgbench's at the same client count. Errors: Tessera / seed.\n\n"
+        + _table(
+            [
+                "clients",
+                "bookings/s",
+                "p50",
+                "p99",
+                "seed/s",
+                "seed p99",
+                "x bookings/s",
+                "SDK/pgbench",
+                "errors",
+            ],
+            rows,
+        )
+        + f"\nEvery booking accounted for: {_cell(result['accounted'])}. "
+        f"Invariants: {_invariants(result)}.\n"
+    )
+
+
+def _open_loop(result: dict[str, Any]) -> str:
+    rows = []
+    for name in ("tessera", "baseline"):
+        phase = result[name]
+        rows.append(
+            [
+                "book_event" if name == "tessera" else "seed design",
+                phase["offered_rate"],
+                phase["throughput"],
+                f"{phase['served_fraction']:.1%}",
+                _ms(phase, "p50"),
+                _ms(phase, "p99"),
+                _ms(phase, "max"),
+                _errors(phase),
+            ]
+        )
+    return (
+        f"### Open loop ({result['driver']})\n\n"
+        f"{result['factor']:g}x the seed design's best closed-loop rate "
+        f"({result['baseline_best_closed_loop']:,.0f}/s), {result['clients']} connections, "
+        "the same arrival schedule for both; latencies in ms from each booking's scheduled "
+        "start.\n\n"
+        + _table(
+            ["function", "offered/s", "served/s", "served", "p50", "p99", "max", "errors"], rows
+        )
+        + f"\nInvariants: {_invariants(result)}.\n"
     )
 
 

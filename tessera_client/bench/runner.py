@@ -22,6 +22,7 @@ from tessera_client.bench._driver import Admin
 from tessera_client.bench._machine import describe_database, describe_machine
 from tessera_client.bench._settings import SCENARIOS, BenchSettings
 from tessera_client.bench.abuse import run_abuse
+from tessera_client.bench.pgbench import run_open_loop, run_pgbench
 from tessera_client.bench.scenarios import (
     BenchContext,
     run_connections,
@@ -39,6 +40,8 @@ FORMAT = "tessera-bench/1"
 Runner = Callable[[BenchContext], Awaitable[dict[str, Any]]]
 RUNNERS: dict[str, Runner] = {
     "hot": run_hot,
+    "pgbench": run_pgbench,
+    "openloop": run_open_loop,
     "spread": run_spread,
     "flash": run_flash,
     "waitlist": run_waitlist,
@@ -167,8 +170,15 @@ def _row(result: dict[str, Any] | None, clients: int) -> dict[str, Any] | None:
 
 
 def _cross_reference(results: dict[str, Any]) -> None:
-    """Hot throughput as a share of spread throughput, when both ran."""
-    hot, spread = results.get("hot"), results.get("spread")
+    """Hot throughput as a share of spread and of pgbench's, when those ran."""
+    hot, pgbench = results.get("hot"), results.get("pgbench")
+    for row in (pgbench or {}).get("rows", []):
+        sdk_row = _row(hot, row["clients"])
+        if sdk_row and "tessera" in sdk_row and row["tessera"]["throughput"] > 0:
+            row["sdk_over_pgbench"] = round(
+                sdk_row["tessera"]["throughput"] / row["tessera"]["throughput"], 3
+            )
+    spread = results.get("spread")
     if not hot or not spread:
         return
     for row in spread.get("rows", []):
@@ -186,23 +196,37 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, target: str, measured: Any, met: bool | None) -> None:
         targets.append({"name": name, "target": target, "measured": measured, "met": met})
 
-    hot = results.get("hot")
-    for clients, factor in ((32, 3.0), (128, 4.0)):
-        row = _row(hot, clients)
+    pgbench = results.get("pgbench")
+    for clients, factor in ((1, 0.8), (32, 3.0), (128, 4.0)):
+        row = _row(pgbench, clients)
         ratio = row["ratio"]["throughput"] if row else None
         add(
-            f"hot event at {clients} clients vs baseline",
-            f">= {factor:g}x baseline bookings/s",
+            f"hot event vs seed design, pgbench, {clients} clients",
+            f">= {factor:g}x",
             f"{ratio:.3g}x" if ratio is not None else None,
             None if ratio is None else ratio >= factor,
         )
-    row = _row(hot, 128)
-    p99 = row["tessera"]["latency_ms"]["p99"] if row else None
+    open_loop = results.get("openloop")
+    if open_loop and "tessera" in open_loop:
+        served = open_loop["tessera"]["served_fraction"]
+        p99_open = open_loop["tessera"]["latency_ms"]["p99"]
+        add(
+            f"open loop at {open_loop['factor']:g}x the seed design's best rate "
+            f"({open_loop['rate']:,.0f}/s), {open_loop['clients']} connections",
+            ">= 95 % served, p99 <= 25 ms",
+            f"{served:.1%} served, p99 {p99_open:.3g} ms",
+            served >= 0.95 and p99_open <= 25,
+        )
+    else:
+        add("open loop at 1.5x the seed design's best rate", ">= 95 % served, p99 <= 25 ms",
+            None, None)  # fmt: skip
+    row = _row(pgbench, 32)
+    sdk_share = row.get("sdk_over_pgbench") if row else None
     add(
-        "hot event p99 at 128 clients",
-        "<= 25 ms",
-        f"{p99:.3g} ms" if p99 is not None else None,
-        None if p99 is None else p99 <= 25,
+        "SDK-driven / pgbench-driven, book_event, 32 clients",
+        ">= 0.8",
+        f"{sdk_share:.3g}" if sdk_share is not None else None,
+        None if sdk_share is None else sdk_share >= 0.8,
     )
     spread_row = _row(results.get("spread"), 32)
     share = spread_row.get("hot_over_spread") if spread_row else None
@@ -243,6 +267,18 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
         else:
             add(f"{label} p99 at 100,000 waiting", "<= 5 ms", None, None)
+    small = (waitlist or {}).get("waitlist_position_small")
+    if waitlist and small and "waitlist_position" in waitlist:
+        big_p99 = waitlist["waitlist_position"]["latency_ms"]["p99"]
+        small_p99 = small["latency_ms"]["p99"]
+        add(
+            f"waitlist_position p99 at {waitlist['waiting']:,} vs {small['waiting']:,} waiting",
+            "<= 2x the small queue's + 1 ms",
+            f"{big_p99:.3g} ms vs {small_p99:.3g} ms",
+            big_p99 <= 2 * small_p99 + 1,
+        )
+    else:
+        add("waitlist_position p99 at 100,000 vs 1,000 waiting", "<= 2x + 1 ms", None, None)
     connections = results.get("connections")
     if connections and "clients" in connections:
         add(

@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -65,6 +65,8 @@ class BenchContext:
         settings: Sizes and durations.
         progress: Where progress bars go (``Progress(disable=True)`` for none).
         label: Tag of this run, in the emails of the users it creates.
+        memo: What one scenario measured for a later one (the open loop's rate comes
+            from the pgbench scenario's best baseline throughput).
     """
 
     db_url: str
@@ -72,6 +74,7 @@ class BenchContext:
     settings: BenchSettings
     progress: Progress
     label: str
+    memo: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def starts_at() -> datetime:
@@ -517,6 +520,39 @@ async def _fill(
     return time.perf_counter() - started
 
 
+SMALL_WAITLIST = 1000
+
+
+async def _sample_positions(
+    ctx: BenchContext, client: AsyncTessera, event_id: uuid.UUID, samples: int
+) -> tuple[Phase, bool]:
+    """``waitlist_position`` of random waiting bookings, one call at a time, checked
+    against the queue order."""
+    expected = await ctx.admin.rows(
+        "select id, user_id, position from ("
+        "select b.id, b.user_id, row_number() over (order by b.queue_ticket) as position "
+        "from public.bookings as b where b.event_id = %s and b.status = 'waitlisted') as w "
+        "order by random() limit %s",
+        (event_id, samples),
+    )
+    positions = Phase(clients=1)
+    match = True
+    task = ctx.progress.add_task("waitlist_position", total=len(expected))
+    for row in expected:
+        begin = time.perf_counter()
+        try:
+            found = await client.as_user(row["user_id"]).waitlist_position(row["id"])
+        except TesseraError as exc:
+            positions.record_error(exc.code, exc.message)
+            continue
+        finally:
+            ctx.progress.advance(task)
+        positions.latencies.append(time.perf_counter() - begin)
+        match &= found == row["position"]
+    ctx.progress.update(task, visible=False)
+    return positions, match
+
+
 async def run_waitlist(ctx: BenchContext) -> dict[str, Any]:
     """A waitlist of ``waitlist_size`` people: position look-ups, joins, cancel → promotion.
 
@@ -541,29 +577,17 @@ async def run_waitlist(ctx: BenchContext) -> dict[str, Any]:
         fill_seconds = await _fill(ctx, event.id, [*seated, *waiting])
         filled = await client.as_service().availability(event.id)
 
-        # waitlist_position of random waiting bookings, checked against the queue order.
-        expected = await ctx.admin.rows(
-            "select id, user_id, position from ("
-            "select b.id, b.user_id, row_number() over (order by b.queue_ticket) as position "
-            "from public.bookings as b where b.event_id = %s and b.status = 'waitlisted') as w "
-            "order by random() limit %s",
-            (event.id, samples),
+        positions, positions_match = await _sample_positions(ctx, client, event.id, samples)
+        # The same look-up on a queue of 1,000: a position must not grow with the queue.
+        small_event = await client.as_user(organizer).create_event(
+            "Small waitlist", capacity=samples, starts_at=ctx.starts_at()
         )
-        positions = Phase(clients=1)
-        positions_match = True
-        task = ctx.progress.add_task("waitlist_position", total=len(expected))
-        for row in expected:
-            begin = time.perf_counter()
-            try:
-                found = await client.as_user(row["user_id"]).waitlist_position(row["id"])
-            except TesseraError as exc:
-                positions.record_error(exc.code, exc.message)
-                continue
-            finally:
-                ctx.progress.advance(task)
-            positions.latencies.append(time.perf_counter() - begin)
-            positions_match &= found == row["position"]
-        ctx.progress.update(task, visible=False)
+        small_people = await ctx.admin.create_users(
+            samples + SMALL_WAITLIST, f"{ctx.label}-waitlist-small"
+        )
+        await _fill(ctx, small_event.id, small_people)
+        small_positions, small_match = await _sample_positions(ctx, client, small_event.id, samples)
+        positions_match &= small_match
 
         # Joining the back of the queue.
         joins = Phase(clients=1)
@@ -613,7 +637,8 @@ async def run_waitlist(ctx: BenchContext) -> dict[str, Any]:
         after = await client.as_service().availability(event.id)
 
     invariants = await ctx.invariants([event.id])
-    errors = sum(sum(p.errors.values()) for p in (positions, joins, cancels))
+    invariants += await ctx.invariants([small_event.id])
+    errors = sum(sum(p.errors.values()) for p in (positions, small_positions, joins, cancels))
     fifo = promoted == [row["id"] for row in head]
     checks = {
         "filled_confirmed": filled.seats_confirmed,
@@ -642,6 +667,7 @@ async def run_waitlist(ctx: BenchContext) -> dict[str, Any]:
         "fill_seconds": round(fill_seconds, 3),
         "fill_rate": round((samples + settings.waitlist_size) / fill_seconds, 1),
         "waitlist_position": positions.as_dict(),
+        "waitlist_position_small": {"waiting": SMALL_WAITLIST, **small_positions.as_dict()},
         "join": joins.as_dict(),
         "cancel_promotion": cancels.as_dict(),
         "checks": checks,

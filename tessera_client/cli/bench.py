@@ -288,6 +288,85 @@ def hot(
 
 @app.command()
 @handle_errors
+def pgbench(
+    clients: Clients = None,
+    seconds: Seconds = None,
+    smoke: Smoke = False,
+    db_url: BenchDbUrl = None,
+    save: Save = None,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Hot event vs the FOR UPDATE seed design through pgbench (PostgREST-style calls).
+
+    Example: tessera bench pgbench --clients 1,32,128 --seconds 20
+    """
+    settings = _settings(smoke, clients=_parse_clients(clients), seconds=seconds)
+    _run(
+        "pgbench",
+        ["pgbench"],
+        settings,
+        db_url=db_url,
+        json_out=json_out,
+        save=save,
+        out_dir=out_dir,
+        markdown=markdown,
+    )
+
+
+@app.command()
+@handle_errors
+def openloop(
+    clients: Clients = None,
+    seconds: Seconds = None,
+    connections: Annotated[
+        int | None,
+        typer.Option("--connections", help="pgbench connections (default 32).", show_default=False),
+    ] = None,
+    factor: Annotated[
+        float | None,
+        typer.Option(
+            "--factor",
+            help="Arrival rate as a multiple of the seed design's best rate (default 1.5).",
+            show_default=False,
+        ),
+    ] = None,
+    smoke: Smoke = False,
+    db_url: BenchDbUrl = None,
+    save: Save = None,
+    out_dir: OutDir = None,
+    markdown: MarkdownFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Open loop: bookings arrive at a fixed rate; latency from the scheduled start.
+
+    The rate is --factor times the seed design's best closed-loop rate over --clients
+    (measured first, in the same run).
+
+    Example: tessera bench openloop --seconds 20
+    """
+    settings = _settings(
+        smoke,
+        clients=_parse_clients(clients),
+        seconds=seconds,
+        open_loop_clients=connections,
+        open_loop_factor=factor,
+    )
+    _run(
+        "openloop",
+        ["openloop"],
+        settings,
+        db_url=db_url,
+        json_out=json_out,
+        save=save,
+        out_dir=out_dir,
+        markdown=markdown,
+    )
+
+
+@app.command()
+@handle_errors
 def spread(
     clients: Clients = None,
     seconds: Seconds = None,
@@ -524,6 +603,15 @@ def all_scenarios(
     seconds: Seconds = None,
     warmup: Warmup = None,
     ceiling: Ceiling = True,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            envvar="TESSERA_BENCH_ONLY",
+            help=f"Comma-separated subset, in this order: {', '.join(SCENARIOS)}.",
+            show_default=False,
+        ),
+    ] = None,
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
     save: Save = None,
@@ -538,9 +626,16 @@ def all_scenarios(
     settings = _settings(
         smoke, clients=_parse_clients(clients), seconds=seconds, warmup=warmup, ceiling=ceiling
     )
+    chosen = list(SCENARIOS)
+    if only is not None:
+        wanted = {name.strip() for name in only.split(",") if name.strip()}
+        unknown = wanted - set(SCENARIOS)
+        if unknown or not wanted:
+            raise fail(f"--only takes scenario names from: {', '.join(SCENARIOS)}")
+        chosen = [name for name in SCENARIOS if name in wanted]
     _run(
         "all",
-        list(SCENARIOS),
+        chosen,
         settings,
         db_url=db_url,
         json_out=json_out,

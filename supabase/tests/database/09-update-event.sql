@@ -2,7 +2,7 @@
 -- event_updated ledger entry naming each change; organizer or service only; not cancelled.
 begin;
 set local search_path = public, extensions;
-select plan(9);
+select plan(11);
 
 select tests.create_cast(1);
 select tests.sign_in('11111111-1111-1111-1111-111111111111');
@@ -59,6 +59,16 @@ select throws_ok(
 select throws_ok(
     $$select public.update_event(tests.event_id('talk'), ends_at => now())$$,
     '22023', 'ends_at must not be before starts_at', 'ends_at may not come before starts_at'
+);
+
+select throws_ok(
+    $$select public.update_event(tests.event_id('talk'), starts_at => '4713-01-01 00:00:00+00 BC')$$,
+    '22023', 'starts_at must be in the future', 'a start cannot move into the past'
+);
+
+select lives_ok(
+    $$select public.update_event(tests.event_id('talk'), title => 'Same start kept')$$,
+    'an update that keeps the start needs no new one'
 );
 
 select tests.sign_in('22222222-2222-2222-2222-222222222222');
