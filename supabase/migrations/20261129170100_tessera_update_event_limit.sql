@@ -87,6 +87,9 @@ begin
         when not isfinite(v_new.starts_at) or not isfinite(v_new.ends_at)
             or not isfinite(v_new.sales_open_at) or not isfinite(v_new.sales_close_at)
             then 'times must be finite'
+        -- As at creation, a new start lies ahead (a past start is kept when unchanged).
+        when v_new.starts_at is distinct from v_event.starts_at and v_new.starts_at <= now()
+            then 'starts_at must be in the future'
         when v_new.ends_at < v_new.starts_at then 'ends_at must not be before starts_at'
         when v_new.max_seats_per_booking not between 1 and tessera.max_party_size()
             then pg_catalog.format(

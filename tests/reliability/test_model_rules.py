@@ -153,3 +153,8 @@ def test_drafts_and_cancelled_events() -> None:
     assert model.availability(draft)["seats_available"] == 0
     refused("TS003", book, model, draft)
     refused("TS007", model.publish, ORGANIZER, draft)
+    # A draft cancelled before publication stays its organizer's: to others it does not exist.
+    discarded = event(model, capacity=1, publish=False)
+    model.cancel_event(ORGANIZER, discarded)
+    refused("TS001", book, model, discarded)
+    refused("TS003", model.book, ORGANIZER, discarded, 1, None, uuid.uuid4())

@@ -8,6 +8,8 @@ so it is slow and obviously right, where the database is fast and subtle.
 
 Where the rules leave a detail open, the model decides it as follows:
 
+* An event that was never published (a draft, or a draft cancelled before publication) is
+  seen by its organizer only: to anyone else it does not exist (TS001).
 * A call is checked in this order: visibility of the event (TS001), the caller's right to
   change it (42501), malformed arguments (22023), the event's state (TS003 for bookings,
   TS007 for changes), the party size (TS004), the caller's own bookings (TS005), and last
@@ -80,6 +82,7 @@ class ModelEvent:
     capacity: int
     status: str
     bookings: list[ModelBooking] = field(default_factory=list)
+    ever_published: bool = False  # a never-published event stays its organizer's
 
     def waiting(self) -> list[ModelBooking]:
         """Waiting bookings, first in line first (bookings are kept in arrival order)."""
@@ -147,6 +150,7 @@ class BookingModel:
             rules,
             rules.capacity,
             "published" if rules.publish else "draft",
+            ever_published=rules.publish,
         )
 
     # -- questions -----------------------------------------------------------------------
@@ -174,7 +178,7 @@ class BookingModel:
 
     def _visible(self, event_id: uuid.UUID, user: uuid.UUID | None) -> ModelEvent:
         event = self.events.get(event_id)
-        if event is None or (event.status == "draft" and event.organizer != user):
+        if event is None or (not event.ever_published and event.organizer != user):
             raise ModelError("TS001", "no such event visible to the caller")
         return event
 
@@ -293,6 +297,7 @@ class BookingModel:
         if event.status == "cancelled":
             raise ModelError("TS007", "a cancelled event cannot be published")
         event.status = "published"
+        event.ever_published = True
 
     def cancel_event(self, user: uuid.UUID, event_id: uuid.UUID) -> None:
         """``cancel_event``: every active booking is cancelled with the event."""
