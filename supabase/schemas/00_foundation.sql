@@ -292,7 +292,7 @@ $$;
 create function public.tessera_schema_version() returns integer
 language sql stable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 8 $$;
+as $$ select 7 $$;
 
 grant execute on function public.tessera_schema_version() to anon, authenticated, service_role;
 comment on function public.tessera_schema_version() is
