@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
 import shutil
 import socket
 import tempfile
@@ -405,15 +406,16 @@ def _standby_has(formation: HaFormation, booking_ids: list[str], primary_lsn: An
 
 
 def free_port_block(size: int) -> int:
-    """A port such that it and the ``size - 1`` after it are free."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base + size > 65535:
-            continue
+    """A port such that it and the ``size - 1`` after it are free.
+
+    Chosen below Linux's ephemeral range (32768 and up): a formation starts its nodes seconds
+    apart, and a port from that range can meanwhile become the local end of some outgoing
+    connection (the keepers' own, say), so the later node would find it taken.
+    """
+    for _ in range(200):
+        base = random.randrange(20000, 32768 - size)
         try:
-            for port in range(base + 1, base + size):
+            for port in range(base, base + size):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port))
         except OSError:
