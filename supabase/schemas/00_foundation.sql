@@ -101,11 +101,12 @@ language sql immutable security invoker
 set search_path = pg_catalog, pg_temp
 as $$ select 200 $$;
 
--- Most seat blocks per event: enough to spread 100+ concurrent bookers over rows.
+-- Most seat blocks per event: enough to spread 100+ concurrent bookers over rows (a booker
+-- holds its block from the seat it takes until its commit).
 create function tessera.max_seat_blocks() returns integer
 language sql immutable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 32 $$;
+as $$ select 64 $$;
 
 -- Fewest seats a block holds, so that a block still seats a typical party.
 create function tessera.min_seats_per_block() returns integer

@@ -834,9 +834,12 @@ $$;
 
 -- ===========================================================================================
 -- RPC: book_event, in named steps. Each step takes the next lock of the LOCK ORDER above:
---   booking_by_key (1) -> enforce_rate_limit (usage row) -> open_event_for_booking (2,
---   shared) -> ensure_no_active_booking (3) -> book_fast (4, one block, last) or
---   hold_every_block (4, all blocks) -> seat_booking / join_waitlist (5, queue row).
+--   key (1) -> rate-limit usage row -> event (2, shared) -> user on the event (3) ->
+--   fast path (4, one block, last) or take_seats_holding_every_block (4, all blocks) ->
+--   seat_booking / join_waitlist (5, queue row).
+-- book_event runs the common path itself (20261129190000_tessera_lean_booking.sql); the
+-- step functions below raise the precise error of a step (TS001/TS003/TS004, TS005, TS009,
+-- TS010) and make up the slow path.
 -- ===========================================================================================
 
 -- Step 1: the booking an idempotency key already names, or null; TS010 when
@@ -951,77 +954,6 @@ begin
 end
 $$;
 
--- Step 4a, the fast path (20261129180000_tessera_fast_booking.sql).
--- The confirmed booking of a party one seat block can hold while nobody waits, or null
--- (nothing written) when no single block has room: the slow path decides then.
---
--- Order inside one subtransaction: the booking, its ledger entry (and so its realtime
--- messages), then lock (4) on one block. The block is chosen among those with room in this
--- statement's snapshot: first any of them no one holds right now (SKIP LOCKED, locked by
--- primary key so that exactly the returned row is locked), else it waits for the first of
--- them. It waits only while holding no other block, so it never holds one block while
--- waiting for another (which could deadlock with a booker locking every block in order).
--- A block that turns out full once locked (a concurrent booker took its last seats) ends
--- the attempt: the subtransaction is rolled back, releasing that lock with everything else.
-create function tessera.book_fast(
-    p_event public.events, p_user uuid, p_seats integer, p_key text
-) returns public.booking_result
-language plpgsql
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    v_blocks constant pg_catalog.int4 := tessera.max_seat_blocks();
-    v_start pg_catalog.int4 := pg_catalog.floor(pg_catalog.random() * v_blocks)::pg_catalog.int4;
-    v_candidates pg_catalog.int4[];
-    v_booking public.bookings;
-    v_block pg_catalog.int4;
-    v_fits boolean;
-begin
-    v_candidates := array(
-        select sb.block from tessera.seat_blocks as sb
-        where sb.event_id = p_event.id and not sb.waitlist_open and sb.capacity - sb.taken >= p_seats
-        order by (sb.block + v_start) % v_blocks
-    );
-    if pg_catalog.cardinality(v_candidates) = 0 then
-        return null;
-    end if;
-    begin
-        insert into public.bookings as b (
-            event_id, user_id, seats, status, idempotency_key, confirmed_at
-        ) values (p_event.id, p_user, p_seats, 'confirmed', p_key, pg_catalog.now())
-        returning * into v_booking;
-        perform tessera.record(
-            'booked', p_event.id, v_booking, null, '{}'::pg_catalog.jsonb, 0, p_user, p_event.status,
-            p_seats
-        );
-
-        select sb.block, sb.capacity - sb.taken >= p_seats and not sb.waitlist_open
-        into v_block, v_fits
-        from tessera.seat_blocks as sb
-        where sb.event_id = p_event.id and sb.block = any(v_candidates)
-        order by (sb.block + v_start) % v_blocks
-        limit 1
-        for update skip locked;
-        if v_block is null then  -- every candidate is busy: wait for the first one
-            select sb.block, sb.capacity - sb.taken >= p_seats and not sb.waitlist_open
-            into v_block, v_fits
-            from tessera.seat_blocks as sb
-            where sb.event_id = p_event.id and sb.block = v_candidates[1]
-            for update;
-        end if;
-        if not coalesce(v_fits, false) then
-            raise no_data_found;  -- roll back the booking, its entry and the block's lock
-        end if;
-        update tessera.seat_blocks as sb set taken = sb.taken + p_seats
-        where sb.event_id = p_event.id and sb.block = v_block;
-    exception when no_data_found then
-        return null;
-    end;
-    return tessera.to_result(v_booking);
-end
-$$;
-
 -- Step 4b, the slow path: hold every block (lock 4, in block order), then decide with the
 -- whole event in view. Returns whether p_seats were taken, and how many bookings wait.
 -- first_fit lets a party that fits go ahead of waiting parties that do not (and none that
@@ -1133,30 +1065,169 @@ create function public.book_event(
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_variable
 declare
-    v_user pg_catalog.uuid := tessera.require_user();
+    v_role pg_catalog.text := coalesce(
+        nullif(pg_catalog.current_setting('role', true), 'none'), pg_catalog.session_user()::pg_catalog.text
+    );
+    v_sub pg_catalog.text;
+    v_user pg_catalog.uuid;
     v_event public.events;
     v_booking public.bookings;
-    v_result public.booking_result;
+    v_count pg_catalog.int4;
+    v_start pg_catalog.int4;
+    v_candidates pg_catalog.int4[];
+    v_free pg_catalog.int4;
+    v_tries pg_catalog.int4;
+    v_block pg_catalog.int4;
+    v_fits boolean;
+    v_seq_base pg_catalog.int8;
+    v_seq pg_catalog.int8;
+    v_constraint pg_catalog.text;
     v_slow record;
 begin
+    -- Identity: the request's signed-in user, read as tessera.require_user reads it, which
+    -- raises 42501 when there is none.
+    if v_role <> 'anon' then
+        v_sub := coalesce(
+            nullif(pg_catalog.current_setting('request.jwt.claim.sub', true), ''),
+            nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb ->> 'sub'
+        );
+        if v_sub ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+            v_user := v_sub::pg_catalog.uuid;
+        end if;
+    end if;
+    if v_user is null then
+        v_user := tessera.require_user();
+    end if;
+
+    -- Step 1, lock (1): a retry is answered from its key and costs nothing else.
     if idempotency_key is not null then
         v_booking := tessera.booking_by_key(v_user, idempotency_key, event_id, seats);
         if v_booking.id is not null then
-            return tessera.to_result(v_booking);  -- a retry: the original booking, nothing else
+            return tessera.to_result(v_booking);
         end if;
     end if;
-    -- TS009 after the key check, so a retry answered from its key costs nothing.
-    perform tessera.enforce_rate_limit('book_event', v_user);
-    v_event := tessera.open_event_for_booking(event_id, seats);
-    perform tessera.ensure_no_active_booking(event_id, v_user);
 
-    v_result := tessera.book_fast(v_event, v_user, seats, idempotency_key);
-    if v_result.booking_id is not null then
-        return v_result;
+    -- Rate limit (the usage row): a user's first call in a window only inserts the row;
+    -- every other call goes through the full check, which counts it or raises TS009.
+    -- Operators are not limited (tessera.is_service).
+    if v_role in ('anon', 'authenticated', 'authenticator') then
+        insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
+        values (v_user, 'book_event', pg_catalog.now(), 1)
+        on conflict (user_id, action) do nothing;
+        if not found then
+            perform tessera.enforce_rate_limit('book_event', v_user);
+        end if;
     end if;
+
+    -- Step 2, lock (2) shared: the event, selling now, for a party it can seat. Anything else
+    -- is explained by tessera.open_event_for_booking, which raises TS001 / TS003 / TS004.
+    perform pg_catalog.pg_advisory_xact_lock_shared(
+        pg_catalog.hashtextextended('tessera.event:' || event_id::pg_catalog.text, 0)
+    );
+    select * into v_event from public.events as e where e.id = event_id;
+    if v_event.published_at is null or v_event.status <> 'published'
+        or pg_catalog.now() < v_event.sales_open_at or pg_catalog.now() >= v_event.sales_close_at
+        or seats is null or seats < 1
+        or seats > least(v_event.max_seats_per_booking, v_event.capacity) then
+        v_event := tessera.open_event_for_booking(event_id, seats);
+    end if;
+
+    -- Step 3, lock (3): one booker per user and event at a time. The active booking a user
+    -- may already hold is found by the unique index when the booking is inserted (below),
+    -- and explained by tessera.ensure_no_active_booking on the slow path (TS005).
+    perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended(
+            'tessera.user:' || v_user::pg_catalog.text || ':' || event_id::pg_catalog.text, 0
+        )
+    );
+
+    -- Step 4a, the fast path: nobody waits and one block can seat the party. One read of the
+    -- event's blocks gives the candidates and the free seats for the availability snapshot.
+    select
+        pg_catalog.array_agg(sb.block) filter (where not sb.waitlist_open and sb.capacity - sb.taken >= seats),
+        coalesce(sum(sb.capacity - sb.taken), 0)
+    into v_candidates, v_free
+    from tessera.seat_blocks as sb
+    where sb.event_id = event_id;
+    if v_candidates is not null then
+        -- One subtransaction: the booking, its ledger entry (the ledger trigger publishes it),
+        -- then lock (4) on one block, taken last so that a block is held only from the seat it
+        -- gives until the commit. Each lock names one block by primary key, so exactly that
+        -- block is held: the first few candidates are tried without waiting (SKIP LOCKED),
+        -- then it waits for the next one while holding no other block (so it never waits for
+        -- a block while holding one, which could deadlock with a booker locking every block
+        -- in order). A block that is full once locked (a concurrent booker took its last
+        -- seats) ends the attempt: the rollback releases the lock with everything else, and
+        -- the slow path decides.
+        begin
+            insert into public.bookings as b (
+                event_id, user_id, seats, status, idempotency_key, confirmed_at
+            ) values (event_id, v_user, seats, 'confirmed', idempotency_key, pg_catalog.now())
+            returning * into v_booking;
+
+            -- tessera.record, for this one entry: the seq as tessera.next_ledger_seq numbers
+            -- it, the availability snapshot from the read above, less the seats taken here.
+            v_seq_base := tessera.ledger_seq_base(
+                pg_catalog.pg_current_xact_id()::pg_catalog.text::pg_catalog.int8
+            );
+            insert into public.ledger (
+                seq, event_id, booking_id, user_id, actor_id, kind, status, seats,
+                waitlist_position, offer_expires_at, seats_available, waitlist_count, event_status, detail
+            ) values (
+                (select coalesce(max(l.seq), v_seq_base) + 1 from public.ledger as l
+                 where l.seq > v_seq_base and l.seq < v_seq_base + tessera.ledger_entries_per_transaction()),
+                event_id, v_booking.id, v_user, v_user, 'booked', 'confirmed', seats,
+                null, null, greatest(v_free - seats, 0), 0, 'published', '{}'::pg_catalog.jsonb
+            ) returning seq into v_seq;
+            if v_seq >= v_seq_base + tessera.ledger_entries_per_transaction() then
+                raise exception using errcode = '54000', message = 'too many ledger entries in one transaction';
+            end if;
+
+            -- Candidates are tried from a random one on, so that bookers spread over the blocks.
+            v_count := pg_catalog.cardinality(v_candidates);
+            v_start := pg_catalog.floor(pg_catalog.random() * v_count)::pg_catalog.int4;
+            v_tries := least(v_count, 4);
+            for i in 1 .. v_tries loop
+                v_block := v_candidates[(v_start + i - 1) % v_count + 1];
+                if i < v_tries then
+                    select sb.capacity - sb.taken >= seats and not sb.waitlist_open into v_fits
+                    from tessera.seat_blocks as sb
+                    where sb.event_id = event_id and sb.block = v_block
+                    for update skip locked;
+                else
+                    select sb.capacity - sb.taken >= seats and not sb.waitlist_open into v_fits
+                    from tessera.seat_blocks as sb
+                    where sb.event_id = event_id and sb.block = v_block
+                    for update;
+                end if;
+                exit when found;
+            end loop;
+            if not coalesce(v_fits, false) then
+                raise no_data_found;
+            end if;
+            update tessera.seat_blocks as sb set taken = sb.taken + seats
+            where sb.event_id = event_id and sb.block = v_block;
+            return row(
+                v_booking.id, v_booking.event_id, v_booking.user_id, v_booking.status,
+                v_booking.seats, null, v_booking.offer_expires_at, v_booking.created_at
+            )::public.booking_result;
+        exception
+            when no_data_found then
+                null;  -- no single block can seat the party now: the slow path decides
+            when unique_violation then
+                get stacked diagnostics v_constraint = constraint_name;
+                if v_constraint is distinct from 'bookings_one_active_per_user_idx' then
+                    raise;
+                end if;  -- an active booking exists: the slow path raises TS005
+        end;
+    end if;
+
+    -- Step 4b, the slow path: decide with every block held (lock 4, all blocks in order).
+    perform tessera.ensure_no_active_booking(event_id, v_user);
     v_slow := tessera.take_seats_holding_every_block(v_event, seats);
     if v_slow.seated then
         return tessera.seat_booking(v_event, v_user, seats, idempotency_key, v_slow.waiting);
@@ -1198,6 +1269,7 @@ create function public.cancel_booking(booking_id uuid) returns public.booking_re
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_variable
 declare
@@ -1261,6 +1333,7 @@ create function public.claim_offer(booking_id uuid) returns public.booking_resul
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_variable
 declare
@@ -1388,6 +1461,7 @@ language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_variable
 declare
