@@ -59,7 +59,9 @@ declare
     v_slow record;
 begin
     -- Identity: the request's signed-in user, read as tessera.require_user reads it, which
-    -- raises 42501 when there is none.
+    -- raises 42501 when there is none. That the user still exists (a token outlives its
+    -- user) is checked by the booking's foreign key on the fast path, and by
+    -- tessera.require_user on the slow path.
     if v_role <> 'anon' then
         v_sub := coalesce(
             nullif(pg_catalog.current_setting('request.jwt.claim.sub', true), ''),
@@ -193,10 +195,14 @@ begin
                 if v_constraint is distinct from 'bookings_one_active_per_user_idx' then
                     raise;
                 end if;  -- an active booking exists: the slow path raises TS005
+            when foreign_key_violation then
+                perform tessera.require_user();  -- 42501 for a deleted user's token
+                raise;
         end;
     end if;
 
     -- Step 4b, the slow path: decide with every block held (lock 4, all blocks in order).
+    perform tessera.require_user();  -- 42501 for a deleted user's token
     perform tessera.ensure_no_active_booking(event_id, v_user);
     v_slow := tessera.take_seats_holding_every_block(v_event, seats);
     if v_slow.seated then
