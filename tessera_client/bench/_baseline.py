@@ -9,7 +9,8 @@ idempotency key, rate limit, one-active-booking check, ledger entry or realtime 
 so a ratio against it understates Tessera rather than flatters it.
 
 The schema also holds ``do_nothing()``: called through the same pool and call path, it
-measures what the client side alone can sustain (the client ceiling).
+measures what the client side alone can sustain (the client ceiling); and ``refused_claim``,
+the abuse scenario's attack as pgbench makes it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,30 @@ language sql
 stable
 set search_path = ''
 as $$ select 1 $$;
+
+-- The abuse scenario's attack, one pgbench transaction per call: claim_offer as the caller
+-- (security invoker: the caller's role and claims, as a direct call), which must be refused.
+-- pgbench ends a client at its first error, so the refusal's SQLSTATE is returned instead of
+-- raised (the subtransaction this needs is the attack's only extra cost); anything else,
+-- success included, raises and so fails the run.
+create function {SCHEMA}.refused_claim(booking_id uuid) returns text
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+    v_state text;
+begin
+    perform public.claim_offer(booking_id);
+    raise exception using errcode = 'P0001', message = 'an attack call was not refused';
+exception when others then
+    get stacked diagnostics v_state = returned_sqlstate;
+    if v_state not in ('TS007', 'TS009') then
+        raise;
+    end if;
+    return v_state;
+end
+$$;
 
 revoke execute on all functions in schema {SCHEMA} from public;
 grant execute on all functions in schema {SCHEMA} to authenticated;

@@ -50,6 +50,8 @@ class BenchSettings:
             throughput.
         abuse_clients: Clients booking the hot event of the abuse scenario.
         abuse_attackers: Loops making refused calls against it at the same time.
+        abuse_attack_rate: Refused calls each attacker loop offers per second (a client over
+            the internet, ~50 ms per round trip, makes about 20).
         smoke: A seconds-long version, to check the suite works (not to measure).
     """
 
@@ -74,6 +76,7 @@ class BenchSettings:
     open_loop_factor: float = 1.5
     abuse_clients: int = 32
     abuse_attackers: int = 16
+    abuse_attack_rate: float = 20.0
     smoke: bool = False
 
     @classmethod

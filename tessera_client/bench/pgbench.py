@@ -37,24 +37,33 @@ from tessera_client.bench._baseline import (
 from tessera_client.bench._driver import Admin, bench_client
 from tessera_client.bench._stats import latency_summary
 
-__all__ = ["PgbenchError", "pgbench_binary", "run_open_loop", "run_pgbench"]
+__all__ = [
+    "PgbenchError",
+    "create_pgbench_users",
+    "pgbench_binary",
+    "pgbench_phase",
+    "run_open_loop",
+    "run_pgbench",
+    "users_for",
+]
 
 HOT_CAPACITY = 1_000_000
 LOCAL_PASSWORD = "postgres"  # the local stack's password for every login role
 TESSERA_FUNCTION = "public.book_event"
 BASELINE_FUNCTION = f"{SCHEMA}.book_event"
 
-# One booking, as PostgREST makes it. Client c's n-th booking is user c + (n - 1) * clients
-# of this phase's range: every booking has a user of its own.
+# One call, as PostgREST makes it. A booking: client c's n-th booking is user c + (n - 1) *
+# clients of this phase's range, so every booking has a user of its own.
 _SCRIPT = """\\set n :n + 1
 \\set u :first + :client_id + ((:n - 1) * :nclients)
 BEGIN;
 select set_config('role', 'authenticated', true), set_config('request.jwt.claims', \
-'{{"role": "authenticated", "sub": "' || md5(:prefix::text || :u::text)::uuid || '"}}', true), \
+'{{"role": "authenticated", "sub": "' || {user} || '"}}', true), \
 set_config('request.method', 'POST', true);
-select * from {function}(event_id => :event::uuid);
+select * from {call};
 COMMIT;
 """
+_BOOKER = "md5(:prefix::text || :u::text)::uuid"
 
 
 class PgbenchError(RuntimeError):
@@ -72,7 +81,7 @@ def pgbench_binary() -> str:
     raise PgbenchError("pgbench not found; install it with: apt-get install postgresql-client-15")
 
 
-async def _create_users(admin: Admin, prefix: str, first: int, count: int) -> None:
+async def create_pgbench_users(admin: Admin, prefix: str, first: int, count: int) -> None:
     await admin.rows(
         "insert into auth.users (id, email) "
         "select md5(%(prefix)s || i::text)::uuid, 'pgbench-' || %(prefix)s || i || '@example.test' "
@@ -119,6 +128,7 @@ async def pgbench_phase(
     rate: float | None = None,
     progress: Any = None,
     description: str = "pgbench",
+    attack: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> dict[str, Any]:
     """One pgbench run of ``function`` on ``event_id``; the result is JSON-ready.
 
@@ -135,13 +145,22 @@ async def pgbench_phase(
         rate: Bookings per second offered (open loop); ``None`` for a closed loop.
         progress: Rich progress bars.
         description: The progress bar's text.
+        attack: ``(attacker, booking)``: instead of booking, every transaction is the
+            attacker's refused ``claim_offer`` of ``booking`` (through the scratch schema's
+            ``refused_claim``, so that a refusal does not end the pgbench client).
     """
     info = _conninfo(db_url)
     seconds_whole = max(1, round(seconds))
     work = Path(tempfile.mkdtemp(prefix="tessera-pgbench-"))
     try:
         script = work / "booking.sql"
-        script.write_text(_SCRIPT.format(function=function))
+        if attack is None:
+            call, user = f"{function}(event_id => :event::uuid)", _BOOKER
+        else:
+            attacker, booking = attack
+            call = f"{SCHEMA}.refused_claim(booking_id => '{booking}'::uuid)"
+            user = f"'{attacker}'"
+        script.write_text(_SCRIPT.format(call=call, user=user))
         args = [
             pgbench_binary(), "-n", "-M", "prepared", "-r",
             "-h", info.get("host", "localhost"), "-p", info.get("port", "5432"),
@@ -224,7 +243,7 @@ async def _hot_event(
     return event.id
 
 
-def _users_for(throughput: float, seconds: float, clients: int) -> int:
+def users_for(throughput: float, seconds: float, clients: int) -> int:
     """Users one phase may reach: uneven clients can run ahead of the average, so 3x."""
     return int(max(throughput, 300.0) * max(1, round(seconds)) * 3) + clients * 4
 
@@ -258,8 +277,8 @@ async def run_pgbench(ctx: Any) -> dict[str, Any]:
             accounted &= booked == baseline["ops"]
             best = max(best, float(baseline["throughput"]))
 
-            needed = _users_for(best, settings.seconds, count)
-            await _create_users(ctx.admin, prefix, next_user, needed)
+            needed = users_for(best, settings.seconds, count)
+            await create_pgbench_users(ctx.admin, prefix, next_user, needed)
             event_id = await _hot_event(
                 ctx.db_url, ctx.admin, ctx.label, f"pgbench hot event, {count} clients",
                 ctx.starts_at(),
@@ -320,8 +339,8 @@ async def run_open_loop(ctx: Any) -> dict[str, Any]:
                 )  # fmt: skip
                 best = max(best, float(phase["throughput"]))
         rate = settings.open_loop_factor * best
-        needed = _users_for(rate, settings.seconds, clients)
-        await _create_users(ctx.admin, prefix, 0, needed)
+        needed = users_for(rate, settings.seconds, clients)
+        await create_pgbench_users(ctx.admin, prefix, 0, needed)
         event_id = await _hot_event(
             ctx.db_url, ctx.admin, ctx.label, "open-loop hot event", ctx.starts_at()
         )

@@ -547,9 +547,12 @@ def _abuse(result: dict[str, Any]) -> str:
         ["bookings accounted, invariants", f"{result['bookings_accounted']}, "
          + _invariants(result)],
     ]  # fmt: skip
+    offered = result.get("attack_rate_offered")
+    pace = f", offering {_num(offered)} calls/s in all" if offered else ", as fast as answered"
     return (
         "### Abuse: refused calls against a hot event\n\n"
         f"{result['attackers']} loops call `claim_offer` on a cancelled booking of the hot event"
-        f" while {result['bookers']} clients book it; {result['rounds']} rounds each, alternating."
+        f"{pace}, while {result['bookers']} clients book it; bookers and attackers are pgbench"
+        f" clients (PostgREST-style calls); {result['rounds']} rounds each, alternating."
         "\n\n" + _table(["", "value"], rows)
     )

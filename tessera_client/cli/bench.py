@@ -569,6 +569,15 @@ def abuse(
         int | None,
         typer.Option("--attackers", help="Loops making refused claim_offer calls (default 16)."),
     ] = None,
+    attack_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--attack-rate",
+            min=0,
+            help="Refused calls per second each attacker loop offers (default 20; 0: a flood, "
+            "as fast as answered).",
+        ),
+    ] = None,
     seconds: Annotated[
         float | None, typer.Option("--seconds", help="Measured seconds per phase (default 20).")
     ] = None,
@@ -581,9 +590,15 @@ def abuse(
 ) -> None:
     """Abuse: a hot event's bookings while attackers make refused calls against it.
 
-    Example: tessera bench abuse --clients 32 --attackers 16
+    Example: tessera bench abuse --clients 32 --attackers 16 --attack-rate 20
     """
-    settings = _settings(smoke, abuse_clients=clients, abuse_attackers=attackers, seconds=seconds)
+    settings = _settings(
+        smoke,
+        abuse_clients=clients,
+        abuse_attackers=attackers,
+        abuse_attack_rate=attack_rate,
+        seconds=seconds,
+    )
     _run(
         "abuse",
         ["abuse"],
