@@ -1,17 +1,17 @@
 """Direct PostgreSQL transport: psycopg 3 with an async connection pool.
 
 It logs in as a server role (``authenticator``, like PostgREST, or ``postgres``) and runs
-each call as PostgREST does::
+each call in one transaction, as PostgREST does::
 
-    BEGIN;
     select set_config('role', 'authenticated', true),
            set_config('request.jwt.claims', '{"sub": "…", "role": "authenticated"}', true);
     select * from public.book_event("event_id" => $1, "seats" => $2, …);
-    COMMIT;
 
-The four statements travel together in one round trip (libpq pipeline mode, one ``Sync``).
-When the call fails the server skips the ``COMMIT``, and a ``ROLLBACK`` follows in a second
-round trip: only failed calls pay it.
+The statements travel together in one round trip (libpq pipeline mode) and end with one
+``Sync``: the server runs everything before a ``Sync`` as one transaction and commits it at
+the ``Sync``, or rolls it back when a statement failed, so neither ``BEGIN`` nor ``COMMIT``
+is needed (with a read replica they are sent, to read the write's WAL position after the
+``COMMIT``).
 
 Like PostgREST, it also applies the impersonated role's own ``statement_timeout`` and
 ``lock_timeout`` (``alter role authenticated set statement_timeout = '8s'``), which a plain
@@ -24,7 +24,7 @@ or Supavisor in transaction-pooling mode. Realtime subscriptions are the excepti
 outside the pool, with session settings, so it needs a direct or session-pooled address.
 
 Driver errors are translated here and only here. A connection that fails before anything
-was sent means nothing was done (:class:`Unavailable`); once the pipeline, ``COMMIT``
+was sent means nothing was done (:class:`Unavailable`); once the pipeline, its ``Sync``
 included, is on its way, a lost connection means nobody knows (:class:`OutcomeUnknown`). To
 keep the first case the common one, a pooled connection the server has already closed
 (a restart, ``pg_terminate_backend``, an idle timeout) is noticed and replaced before use,
@@ -435,18 +435,21 @@ class PostgresTransport:
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None,
         replayed: str | None = None,
     ) -> list[dict[str, Any]] | None:
-        """One transaction in one round trip: ``BEGIN``, the PostgREST preamble, ``query``,
-        ``COMMIT``.
+        """One transaction in one round trip: the PostgREST preamble and ``query``.
 
-        With a read replica, a write also reads its WAL position (read-your-writes), and a
-        read with ``replayed`` first asks the replica whether it has replayed that far: if
-        not, the rows are discarded and ``None`` is returned.
+        The statements of one pipeline up to its ``Sync`` are one transaction, which the
+        ``Sync`` commits (or, after an error, rolls back), so no ``BEGIN``/``COMMIT`` is sent.
+        With a read replica the transaction is explicit instead: a write also reads its WAL
+        position after its ``COMMIT`` (read-your-writes), and a read with ``replayed`` first
+        asks the replica whether it has replayed that far: if not, the rows are discarded and
+        ``None`` is returned.
         """
         if not self._opened:
             await self.open()
         replica = pool is not None
         pool = pool or self._pool
         track = write and self._read_pool is not None
+        explicit = track or replayed is not None
         try:
             preamble, preamble_params = await self._preamble(identity)
             async with pool.connection(
@@ -455,12 +458,14 @@ class PostgresTransport:
                 try:
                     async with conn.cursor(row_factory=dict_row) as cur, conn.cursor() as extra:
                         async with conn.pipeline():
-                            await conn.execute(_BEGIN)
+                            if explicit:
+                                await conn.execute(_BEGIN)
                             if replayed is not None:
                                 await extra.execute(_REPLAYED, (replayed,))
                             await conn.execute(preamble, preamble_params)
                             await cur.execute(query, params)
-                            await conn.execute(_COMMIT)
+                            if explicit:
+                                await conn.execute(_COMMIT)
                             if track:
                                 await extra.execute(_WRITE_POSITION)
                         # Leaving the pipeline sent everything and read every result.

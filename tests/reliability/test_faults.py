@@ -53,7 +53,7 @@ def test_a_lost_commit_reply_is_retried_into_the_same_booking(
     result = PartResult("lost-replies", "reply lost after commit")
     run_lost_replies(database, result, count=scale.lost_replies)
     result.assert_clean()
-    assert result.faults["reply lost after COMMIT"] == scale.lost_replies
+    assert result.faults["reply lost after the commit"] == scale.lost_replies
 
 
 @pytest.mark.slow

@@ -81,9 +81,13 @@ async def test_connection_killed_mid_call_is_retried(
     assert [row["id"] for row in bookings_of(db, event_id)] == [booking.id]
 
 
+SYNC = b"S\x00\x00\x00\x04"  # the extended protocol's Sync message
+
+
 class CommitSwallowingProxy:
-    """A TCP proxy to PostgreSQL that, once armed, forwards the next ``COMMIT`` and then
-    withholds everything the server answers: the commit happens, its reply never arrives."""
+    """A TCP proxy to PostgreSQL that, once armed, forwards the next call (the client's
+    messages up to a ``Sync``, which commits the call's transaction) and then withholds
+    everything the server answers: the commit happens, its reply never arrives."""
 
     def __init__(self, host: str, port: int) -> None:
         self.upstream = (host, port)
@@ -108,7 +112,7 @@ class CommitSwallowingProxy:
 
         async def client_to_server() -> None:
             while data := await reader.read(65536):
-                if self.armed and b"COMMIT" in data:
+                if self.armed and SYNC in data:
                     self.armed = False
                     state["swallow"] = True
                 up_writer.write(data)
@@ -143,7 +147,7 @@ async def test_book_after_a_lost_commit_reply_returns_the_same_booking(db: TestD
             call = asyncio.create_task(bob.book(event_id))
             await asyncio.wait_for(proxy.swallowing.wait(), 10)
             # The booking is committed, and the reply is stuck in the proxy. Kill the
-            # backend: the client sees its connection drop while waiting for COMMIT.
+            # backend: the client sees its connection drop while waiting for the reply.
             [committed] = bookings_of(db, event_id)
             db.sql(
                 """select pg_terminate_backend(pid) from pg_stat_activity

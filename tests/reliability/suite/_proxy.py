@@ -1,9 +1,10 @@
-"""A TCP proxy in front of PostgreSQL that can lose the reply to a ``COMMIT``.
+"""A TCP proxy in front of PostgreSQL that can lose the reply to a commit.
 
-Once armed, it forwards the next ``COMMIT`` to the server and, as soon as the server starts
-answering (so the commit has happened), cuts the connection on both sides: the client never
-learns that its transaction committed. That is the one failure a retry cannot tell apart
-from "nothing happened", and what idempotency keys are for.
+Once armed, it forwards the client's next call (its messages up to a ``Sync``, which commits
+the call's transaction: the SDK sends no ``COMMIT`` statement) to the server and, as soon as
+the server starts answering (so the commit has happened), cuts the connection on both sides:
+the client never learns that its transaction committed. That is the one failure a retry
+cannot tell apart from "nothing happened", and what idempotency keys are for.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import contextlib
 
 __all__ = ["ReplyCuttingProxy"]
+
+_SYNC = b"S\x00\x00\x00\x04"  # the extended protocol's Sync message
 
 
 class ReplyCuttingProxy:
@@ -37,7 +40,7 @@ class ReplyCuttingProxy:
         return int(self._server.sockets[0].getsockname()[1])
 
     def arm(self) -> None:
-        """Lose the reply to the next ``COMMIT`` that passes through."""
+        """Lose the reply to the next call (``Sync``) that passes through."""
         self.cut.clear()
         self._armed = True
 
@@ -59,7 +62,7 @@ class ReplyCuttingProxy:
         async def client_to_server() -> None:
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 while data := await reader.read(65536):
-                    if self._armed and b"COMMIT" in data:
+                    if self._armed and _SYNC in data:
                         self._armed = False
                         committing.set()
                     up_writer.write(data)

@@ -349,7 +349,7 @@ async def _time_out_one(database: Database, result: PartResult, stage: Stage, se
 
 
 def run_lost_replies(database: Database, result: PartResult, count: int = 2) -> None:
-    """Cut the connection after ``COMMIT`` of ``book``; the retry returns the same booking."""
+    """Cut the connection after ``book`` committed; the retry returns the same booking."""
     database.relax_rate_limits()
     with result.timed(), quiet_driver():
         asyncio.run(_lost_replies(database, result, count))
@@ -370,7 +370,7 @@ async def _lost_replies(database: Database, result: PartResult, count: int) -> N
                 proxy.arm()
                 booking = await client.as_user(user).book(event["id"], idempotency_key=key)
                 cut = proxy.cut.is_set()
-                result.faults["reply lost after COMMIT"] += int(cut)
+                result.faults["reply lost after the commit"] += int(cut)
                 result.record("book_event with its reply lost", booking.status.value)
                 rows = database.sql("select id from public.bookings where user_id = %s", (user,))
                 result.expect(cut, f"the proxy cut a commit reply: attempt {index}")

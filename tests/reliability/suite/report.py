@@ -70,7 +70,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part(
         "lost-replies",
-        "Reply lost after COMMIT",
+        "Reply lost after the commit",
         lambda s: f"{s.lost_replies} bookings whose commit reply a proxy drops",
     ),
     Part(
@@ -114,7 +114,7 @@ WHAT_IS_CHECKED = """\
   path stopped on a row lock after its first writes and then killed (nothing of it may
   remain, and the same call works afterwards); the same stops ended by `lock_timeout` and
   `statement_timeout` (a Tessera error, nothing half done); a proxy that loses the reply to
-  `COMMIT` (the SDK's retry must return the same booking); a dedicated server shut down
+  a committed call (the SDK's retry must return the same booking); a dedicated server shut down
   (`fast`, `immediate`) and restarted under SDK clients (no booking lost or doubled, each
   client gets its booking or a Tessera error, a ledger reader misses nothing).
 - **Hostile input** (`hostile.py`): every RPC in the catalog, called as PostgREST would with
