@@ -34,6 +34,7 @@ A code with no class of its own falls back to the class of its two-character SQL
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, ClassVar
 
 __all__ = [
@@ -65,6 +66,8 @@ __all__ = [
 ]
 
 _BY_CODE: dict[str, type[TesseraError]] = {}
+# TS009's detail ends with the wait: "… retry_after_seconds=N" (tessera.enforce_rate_limit).
+_RETRY_AFTER = re.compile(r"\bretry_after_seconds=(\d+)")
 _BY_CLASS: dict[str, type[TesseraError]] = {}
 
 
@@ -161,7 +164,18 @@ class CapacityConflict(TesseraError, code="TS008"):
 
 
 class RateLimited(TesseraError, code="TS009"):
-    """Too many requests; wait a moment and try again."""
+    """Too many requests; wait a moment and try again.
+
+    Attributes:
+        retry_after: Whole seconds until the caller's window has room again, from the
+            error's detail (``… retry_after_seconds=N``); ``None`` when the detail does
+            not say.
+    """
+
+    @property
+    def retry_after(self) -> int | None:
+        found = _RETRY_AFTER.search(self.detail or "")
+        return int(found.group(1)) if found else None
 
 
 class IdempotencyConflict(TesseraError, code="TS010"):

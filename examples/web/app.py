@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -156,9 +155,7 @@ def error_answer(error: TesseraError) -> tuple[int, str, dict[str, str]]:
     )
     headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
-        # The SQL function puts the exact wait in the detail: retry_after_seconds=N.
-        found = re.search(r"retry_after_seconds=(\d+)", error.detail or "")
-        headers["Retry-After"] = found.group(1) if found else "1"
+        headers["Retry-After"] = str(error.retry_after or 1)
     elif isinstance(error, TimedOut | Unavailable):
         headers["Retry-After"] = "1"
     elif isinstance(error, AuthenticationFailed):

@@ -183,6 +183,16 @@ async def test_rate_limit(backend: Backend) -> None:
         await bob.book(second.id)
     assert limited.value.code == "TS009"
     assert limited.value.hint and limited.value.hint.startswith("Retry in")
+    # The wait, as a number, from the documented detail: the window is 60 s by default.
+    assert limited.value.retry_after is not None and 1 <= limited.value.retry_after <= 60
+    assert limited.value.hint == f"Retry in {limited.value.retry_after} seconds."
+
+
+def test_retry_after_reads_the_detail_and_is_none_without_it() -> None:
+    detail = "action=book_event limit=30 window_seconds=60 retry_after_seconds=42"
+    assert RateLimited(detail=detail).retry_after == 42
+    assert RateLimited().retry_after is None
+    assert RateLimited(detail="action=book_event").retry_after is None
 
 
 async def test_authentication_errors(backend: Backend) -> None:
