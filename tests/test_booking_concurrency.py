@@ -127,9 +127,8 @@ def test_same_user_racing_without_a_key_gets_one_booking(db: TestDatabase, capac
     # capacity 1: the racers that lose the only seat decide on the slow path while the
     # winner may still hold its block, the mix that must neither deadlock nor double-book.
     organizer = db.actor(db.create_user())
-    event_id = organizer.call(
-        "create_event", title="Dup", capacity=capacity, starts_at=TOMORROW
-    )["id"]
+    event = organizer.call("create_event", title="Dup", capacity=capacity, starts_at=TOMORROW)
+    event_id = event["id"]
     user = db.create_user()
     actors = [db.actor(user) for _ in range(12)]
     results = all_at_once(actors, lambda _, a: a.call("book_event", event_id=event_id))

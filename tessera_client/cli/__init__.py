@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +35,18 @@ def _without_debug(args: list[str]) -> tuple[list[str], bool]:
     return head + args[end:], len(head) != end
 
 
+_terminated = False
+"""Whether SIGTERM arrived: the command then exits 143 whatever its clean-up reported."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C, so that what the command started (a throwaway local stack, pools,
+    # subprocesses) is stopped by the same clean-up code instead of being left running.
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
 class _TesseraGroup(TyperGroup):
     """The top-level command: ``--debug`` anywhere, and every usage error on one line."""
 
@@ -48,29 +61,36 @@ class _TesseraGroup(TyperGroup):
         argv, debug = _without_debug(list(sys.argv[1:] if args is None else args))
         set_debug(debug)
         time.tzset()  # naive times mean the local zone: honour TZ as it is now
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             if not standalone_mode:
                 return super().main(argv, prog_name, complete_var, False, **extra)
             try:
-                code = super().main(argv, prog_name, complete_var, False, **extra)
-            except typer.Abort:
-                err_console.print("[bold red]error:[/] aborted", highlight=False)
-                sys.exit(1)
-            except Exception as exc:
-                # Typer's (vendored) click usage errors: known by their shape, not their class.
-                if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
-                    raise
-                context = getattr(exc, "ctx", None)
-                if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
-                    typer.echo(context.get_help())
-                    sys.exit(0)
-                where = context.command_path if context is not None else "tessera"
-                message = escape(" ".join(exc.format_message().split()))
-                err_console.print(f"[bold red]error:[/] {message} (see `{where} --help`)",
-                                  highlight=False, soft_wrap=True)  # fmt: skip
-                sys.exit(exc.exit_code)
-            sys.exit(code if isinstance(code, int) else 0)
+                try:
+                    code = super().main(argv, prog_name, complete_var, False, **extra)
+                except typer.Abort:
+                    err_console.print("[bold red]error:[/] aborted", highlight=False)
+                    sys.exit(1)
+                except Exception as exc:
+                    # Typer's (vendored) click usage errors: known by their shape, not class.
+                    if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
+                        raise
+                    context = getattr(exc, "ctx", None)
+                    if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+                        typer.echo(context.get_help())
+                        sys.exit(0)
+                    where = context.command_path if context is not None else "tessera"
+                    message = escape(" ".join(exc.format_message().split()))
+                    err_console.print(f"[bold red]error:[/] {message} (see `{where} --help`)",
+                                      highlight=False, soft_wrap=True)  # fmt: skip
+                    sys.exit(exc.exit_code)
+                sys.exit(code if isinstance(code, int) else 0)
+            except BaseException:
+                if _terminated:  # whatever the clean-up reported: terminated by SIGTERM
+                    sys.exit(128 + signal.SIGTERM)
+                raise
         finally:
+            signal.signal(signal.SIGTERM, previous)
             set_debug(False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -58,3 +59,42 @@ def test_results_go_to_out_dir_or_the_data_folder_never_the_checkout(
     assert (data_home / "tessera" / "bench" / "benchmarks.md").exists()
     after = {p: p.stat().st_mtime_ns for p in docs.rglob("*") if p.is_file()}
     assert after == before
+
+
+def _bench_servers() -> dict[int, str]:
+    """PostgreSQL servers of throwaway bench stacks now running: pid -> data directory."""
+    found: dict[int, str] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[0].endswith("/postgres") and "-D" in argv[:-1]:
+            data = argv[argv.index("-D") + 1]
+            if "tessera-bench-" in data:
+                found[int(proc.name)] = data
+    return found
+
+
+def test_sigterm_stops_the_throwaway_stack_and_exits_143() -> None:
+    before = _bench_servers()
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "tessera_client.cli", "bench", "pgbench", "--smoke", "--no-save"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (started := {p: d for p, d in _bench_servers().items() if p not in before}):
+            assert bench.poll() is None, bench.communicate()[1]
+            assert time.monotonic() < deadline, "no throwaway stack started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the benchmark is under way
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=60) == 143
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    assert not set(started) & set(_bench_servers()), "its PostgreSQL still runs"
+    assert not any(Path(data).exists() for data in started.values()), "its files remain"
