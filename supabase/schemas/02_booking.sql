@@ -667,20 +667,69 @@ comment on function public.create_event(
 -- ===========================================================================================
 -- Rate limit (configuration and algorithm: tessera.rate_limits in the tables migration)
 -- ===========================================================================================
+-- The limit of p_action: its row in tessera.rate_limits, else the defaults.
+create function tessera.rate_limit_of(
+    p_action text, out max_calls integer, out window_seconds integer
+)
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    select rl.max_calls, rl.window_seconds into max_calls, window_seconds
+    from tessera.rate_limits as rl where rl.action = p_action;
+    if not found then
+        max_calls := tessera.default_rate_limit_calls();
+        window_seconds := tessera.default_rate_limit_window_seconds();
+    end if;
+end
+$$;
+
+-- TS009 for p_action, whose window (of p_seconds, allowing p_max calls) started at
+-- p_window_started_at: the detail and hint say when to retry (at least 1 second).
+create function tessera.raise_rate_limited(
+    p_action text, p_max integer, p_seconds integer, p_window_started_at timestamptz
+) returns void
+language plpgsql
+stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_retry pg_catalog.int4 := greatest(
+        coalesce(
+            pg_catalog.ceil(extract(epoch from
+                p_window_started_at + pg_catalog.make_interval(secs => p_seconds) - pg_catalog.now()
+            ))::pg_catalog.int4,
+            1
+        ),
+        1
+    );
+begin
+    raise exception using
+        errcode = 'TS009',
+        message = pg_catalog.format('too many %s calls', p_action),
+        detail = pg_catalog.format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
+            p_action, p_max, p_seconds, v_retry),
+        hint = pg_catalog.format('Retry in %s seconds.', v_retry);
+end
+$$;
+
 -- Count one call of p_action for the signed-in caller (p_user, when the caller already
 -- knows it), or raise TS009 (max_calls >= 1, so a user's first call is always within it). Operators are not limited. Called by book_event (after its
 -- idempotency check) and cancel_booking.
-create function tessera.enforce_rate_limit(p_action text, p_user uuid default null) returns void
+create function tessera.enforce_rate_limit(p_action text, p_user uuid default null)
+returns void
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_user pg_catalog.uuid := p_user;
-    v_max pg_catalog.int4;
-    v_seconds pg_catalog.int4;
+    v_limit record;
     v_window pg_catalog.interval;
-    v_retry pg_catalog.int4;
+    v_started pg_catalog.timestamptz;
 begin
     if tessera.is_service() then
         return;
@@ -696,13 +745,8 @@ begin
     if found then
         return;
     end if;
-    select rl.max_calls, rl.window_seconds into v_max, v_seconds
-    from tessera.rate_limits as rl where rl.action = p_action;
-    if not found then
-        v_max := tessera.default_rate_limit_calls();
-        v_seconds := tessera.default_rate_limit_window_seconds();
-    end if;
-    v_window := pg_catalog.make_interval(secs => v_seconds);
+    v_limit := tessera.rate_limit_of(p_action);
+    v_window := pg_catalog.make_interval(secs => v_limit.window_seconds);
 
     insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
     values (v_user, p_action, now(), 1)
@@ -711,28 +755,24 @@ begin
             when u.window_started_at + v_window <= now() then now() else u.window_started_at
         end,
         calls = case when u.window_started_at + v_window <= now() then 1 else u.calls + 1 end
-    where u.window_started_at + v_window <= now() or u.calls < v_max;
+    where u.window_started_at + v_window <= now() or u.calls < v_limit.max_calls;
     if found then  -- a row was inserted or updated: the call is within the limit
         return;
     end if;
 
-    select pg_catalog.ceil(extract(epoch from u.window_started_at + v_window - now()))::integer
-    into v_retry
+    select u.window_started_at into v_started
     from tessera.rate_limit_usage as u
     where u.user_id = v_user and u.action = p_action;
-    v_retry := greatest(coalesce(v_retry, 1), 1);
-    raise exception using
-        errcode = 'TS009',
-        message = format('too many %s calls', p_action),
-        detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
-            p_action, v_max, v_seconds, v_retry),
-        hint = format('Retry in %s seconds.', v_retry);
+    perform tessera.raise_rate_limited(
+        p_action, v_limit.max_calls, v_limit.window_seconds, v_started
+    );
 end
 $$;
 
 -- TS009 when the signed-in caller (p_user, when known) has no calls of p_action left in
 -- their window; writes nothing, so it may run before any lock. Operators are not limited.
-create function tessera.check_rate_limit(p_action text, p_user uuid default null) returns void
+create function tessera.check_rate_limit(p_action text, p_user uuid default null)
+returns void
 language plpgsql
 stable
 security invoker
@@ -742,9 +782,7 @@ declare
     v_user pg_catalog.uuid := p_user;
     v_started pg_catalog.timestamptz;
     v_calls pg_catalog.int4;
-    v_max pg_catalog.int4;
-    v_seconds pg_catalog.int4;
-    v_retry pg_catalog.int4;
+    v_limit record;
 begin
     if tessera.is_service() then
         return;
@@ -756,27 +794,14 @@ begin
     if not found then
         return;  -- no call in any window yet (or no user: the caller refuses that itself)
     end if;
-    select rl.max_calls, rl.window_seconds into v_max, v_seconds
-    from tessera.rate_limits as rl where rl.action = p_action;
-    if not found then
-        v_max := tessera.default_rate_limit_calls();
-        v_seconds := tessera.default_rate_limit_window_seconds();
-    end if;
-    if v_calls < v_max or v_started + pg_catalog.make_interval(secs => v_seconds) <= now() then
+    v_limit := tessera.rate_limit_of(p_action);
+    if v_calls < v_limit.max_calls
+        or v_started + pg_catalog.make_interval(secs => v_limit.window_seconds) <= now() then
         return;
     end if;
-    v_retry := greatest(
-        pg_catalog.ceil(
-            extract(epoch from v_started + pg_catalog.make_interval(secs => v_seconds) - now())
-        )::pg_catalog.int4,
-        1
+    perform tessera.raise_rate_limited(
+        p_action, v_limit.max_calls, v_limit.window_seconds, v_started
     );
-    raise exception using
-        errcode = 'TS009',
-        message = format('too many %s calls', p_action),
-        detail = format('action=%s limit=%s window_seconds=%s retry_after_seconds=%s',
-            p_action, v_max, v_seconds, v_retry),
-        hint = format('Retry in %s seconds.', v_retry);
 end
 $$;
 
