@@ -135,3 +135,27 @@ def test_anonymous_sign_ins_may_book_but_not_organize(db: TestDatabase) -> None:
     claims["is_anonymous"] = False
     made = call_with_claims(db, claims, create, None)
     assert isinstance(made["id"], uuid.UUID)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sales_open_at", "4713-01-01 00:00:00+00 BC"),
+        ("sales_open_at", "0001-01-01 00:00:00+00"),
+        ("starts_at", "12000-01-01 00:00:00+00"),
+        ("ends_at", "10000-01-01 00:00:00+00"),
+    ],
+)
+def test_event_times_a_client_could_not_read_back_are_refused(
+    db: TestDatabase, field: str, value: str
+) -> None:
+    organizer = db.actor(db.create_user())
+    event = organizer.call("create_event", title="Times", capacity=5, starts_at=TOMORROW)
+    before = db.sql("select * from public.events where id = %s", (event["id"],))
+    # Sent as text and cast by the server, as PostgREST sends JSON values.
+    update = sqlstate_of(organizer.call, "update_event", event_id=event["id"], **{field: value})
+    assert update == "22023"
+    assert db.sql("select * from public.events where id = %s", (event["id"],)) == before
+    create = {"title": "Old", "capacity": 5, "starts_at": TOMORROW, field: value}
+    assert sqlstate_of(organizer.call, "create_event", **create) == "22023"
+    assert db.sql("select count(*) as n from public.events")[0]["n"] == 1

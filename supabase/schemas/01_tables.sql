@@ -204,6 +204,32 @@ begin
 end
 $$;
 
+-- Every time of an event a caller may set lies within years 1..9999 (0001-01-02 to
+-- 9999-12-30, a day inside them in every time zone), so every client can read it back.
+create function tessera.event_times_in_range() returns trigger
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if not (
+        new.starts_at between '0001-01-02 00:00:00+00' and '9999-12-30 00:00:00+00'
+        and new.sales_open_at between '0001-01-02 00:00:00+00' and '9999-12-30 00:00:00+00'
+        and new.sales_close_at between '0001-01-02 00:00:00+00' and '9999-12-30 00:00:00+00'
+        and coalesce(new.ends_at between '0001-01-02 00:00:00+00' and '9999-12-30 00:00:00+00', true)
+    ) then
+        raise exception using
+            errcode = '22023',
+            message = 'times must lie between 0001-01-02 and 9999-12-30',
+            detail = pg_catalog.format(
+                'starts_at=%s ends_at=%s sales_open_at=%s sales_close_at=%s',
+                new.starts_at, new.ends_at, new.sales_open_at, new.sales_close_at
+            );
+    end if;
+    return new;
+end
+$$;
+
 create function tessera.events_are_never_deleted() returns trigger
 language plpgsql
 security invoker
@@ -220,6 +246,10 @@ $$;
 create trigger events_are_never_deleted
 before delete on public.events
 for each row execute function tessera.events_are_never_deleted();
+
+create trigger event_times_in_range
+before insert or update of starts_at, ends_at, sales_open_at, sales_close_at on public.events
+for each row execute function tessera.event_times_in_range();
 
 create trigger ledger_is_append_only
 before update or delete on public.ledger
