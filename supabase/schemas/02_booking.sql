@@ -716,40 +716,21 @@ begin
 end
 $$;
 
--- Count one call of p_action for the signed-in caller (p_user, when the caller already
--- knows it), or raise TS009 (max_calls >= 1, so a user's first call is always within it). Operators are not limited. Called by book_event (after its
--- idempotency check) and cancel_booking.
-create function tessera.enforce_rate_limit(p_action text, p_user uuid default null)
-returns void
+-- Count one more call of p_action by p_user, who already has a usage row (a call before
+-- this one), or raise TS009: a new window when the last one is over, else one more call
+-- while the limit allows it.
+create function tessera.count_limited_call(p_action text, p_user uuid) returns void
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_user pg_catalog.uuid := p_user;
-    v_limit record;
-    v_window pg_catalog.interval;
+    v_limit record := tessera.rate_limit_of(p_action);
+    v_window pg_catalog.interval := pg_catalog.make_interval(secs => v_limit.window_seconds);
     v_started pg_catalog.timestamptz;
 begin
-    if tessera.is_service() then
-        return;
-    end if;
-    v_user := coalesce(v_user, tessera.current_user_id());
-    if v_user is null then
-        return;  -- the caller refuses anonymous calls itself
-    end if;
-    -- The first call of a user opens their window: one insert, no configuration needed.
     insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
-    values (v_user, p_action, now(), 1)
-    on conflict (user_id, action) do nothing;
-    if found then
-        return;
-    end if;
-    v_limit := tessera.rate_limit_of(p_action);
-    v_window := pg_catalog.make_interval(secs => v_limit.window_seconds);
-
-    insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
-    values (v_user, p_action, now(), 1)
+    values (p_user, p_action, now(), 1)
     on conflict (user_id, action) do update set
         window_started_at = case
             when u.window_started_at + v_window <= now() then now() else u.window_started_at
@@ -762,10 +743,39 @@ begin
 
     select u.window_started_at into v_started
     from tessera.rate_limit_usage as u
-    where u.user_id = v_user and u.action = p_action;
+    where u.user_id = p_user and u.action = p_action;
     perform tessera.raise_rate_limited(
         p_action, v_limit.max_calls, v_limit.window_seconds, v_started
     );
+end
+$$;
+
+-- Count one call of p_action for the signed-in caller (p_user, when the caller already
+-- knows it), or raise TS009 (max_calls >= 1, so a user's first call is always within it). Operators are not limited. Called by book_event (after its
+-- idempotency check) and cancel_booking.
+create function tessera.enforce_rate_limit(p_action text, p_user uuid default null)
+returns void
+language plpgsql
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_user pg_catalog.uuid := p_user;
+begin
+    if tessera.is_service() then
+        return;
+    end if;
+    v_user := coalesce(v_user, tessera.current_user_id());
+    if v_user is null then
+        return;  -- the caller refuses anonymous calls itself
+    end if;
+    -- The first call of a user opens their window: one insert, no configuration needed.
+    insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
+    values (v_user, p_action, now(), 1)
+    on conflict (user_id, action) do nothing;
+    if not found then
+        perform tessera.count_limited_call(p_action, v_user);
+    end if;
 end
 $$;
 
@@ -1108,8 +1118,6 @@ declare
     v_tries pg_catalog.int4;
     v_block pg_catalog.int4;
     v_fits boolean;
-    v_seq_base pg_catalog.int8;
-    v_seq pg_catalog.int8;
     v_constraint pg_catalog.text;
     v_slow record;
 begin
@@ -1138,15 +1146,15 @@ begin
         end if;
     end if;
 
-    -- Rate limit (the usage row): a user's first call in a window only inserts the row;
-    -- every other call goes through the full check, which counts it or raises TS009.
-    -- Operators are not limited (tessera.is_service).
+    -- Rate limit (the usage row), as tessera.enforce_rate_limit counts it: a user's first
+    -- call only inserts the row; any other call is counted, or refused with TS009, by
+    -- tessera.count_limited_call. Operators are not limited (tessera.is_service).
     if v_role in ('anon', 'authenticated', 'authenticator') then
         insert into tessera.rate_limit_usage as u (user_id, action, window_started_at, calls)
         values (v_user, 'book_event', pg_catalog.now(), 1)
         on conflict (user_id, action) do nothing;
         if not found then
-            perform tessera.enforce_rate_limit('book_event', v_user);
+            perform tessera.count_limited_call('book_event', v_user);
         end if;
     end if;
 
@@ -1196,23 +1204,16 @@ begin
             ) values (event_id, v_user, seats, 'confirmed', idempotency_key, pg_catalog.now())
             returning * into v_booking;
 
-            -- tessera.record, for this one entry: the seq as tessera.next_ledger_seq numbers
-            -- it, the availability snapshot from the read above, less the seats taken here.
-            v_seq_base := tessera.ledger_seq_base(
-                pg_catalog.pg_current_xact_id()::pg_catalog.text::pg_catalog.int8
-            );
+            -- tessera.record, for this one entry: the availability snapshot from the read
+            -- above, less the seats taken here.
             insert into public.ledger (
                 seq, event_id, booking_id, user_id, actor_id, kind, status, seats,
                 waitlist_position, offer_expires_at, seats_available, waitlist_count, event_status, detail
             ) values (
-                (select coalesce(max(l.seq), v_seq_base) + 1 from public.ledger as l
-                 where l.seq > v_seq_base and l.seq < v_seq_base + tessera.ledger_entries_per_transaction()),
-                event_id, v_booking.id, v_user, v_user, 'booked', 'confirmed', seats,
-                null, null, greatest(v_free - seats, 0), 0, 'published', '{}'::pg_catalog.jsonb
-            ) returning seq into v_seq;
-            if v_seq >= v_seq_base + tessera.ledger_entries_per_transaction() then
-                raise exception using errcode = '54000', message = 'too many ledger entries in one transaction';
-            end if;
+                tessera.next_ledger_seq(), event_id, v_booking.id, v_user, v_user, 'booked',
+                'confirmed', seats, null, null, greatest(v_free - seats, 0), 0, 'published',
+                '{}'::pg_catalog.jsonb
+            );
 
             -- Candidates are tried from a random one on, so that bookers spread over the blocks.
             v_count := pg_catalog.cardinality(v_candidates);
