@@ -286,11 +286,9 @@ def test_ledger_hides_entries_of_transactions_still_running(db: TestDatabase) ->
     assert len(after) == len(before) + 2
 
 
-def test_positions_stay_exact_across_waitlist_buckets(db: TestDatabase) -> None:
-    """Positions are sums over ticket buckets: exact across bucket edges, after leavers."""
-    _, event_id = make_event(db, capacity=1)
-    people = db.create_users(700)  # 699 wait: three buckets of 256 tickets
-    with psycopg.connect(db.admin_url) as conn:  # as an operator: no rate limit on the fill
+def _book_as_operator(db: TestDatabase, event_id: uuid.UUID, people: list[uuid.UUID]) -> None:
+    """Each person books the event, in turn, as an operator acting for them (no rate limit)."""
+    with psycopg.connect(db.admin_url) as conn:
         for user in people:
             with conn.transaction():
                 conn.execute(
@@ -298,6 +296,25 @@ def test_positions_stay_exact_across_waitlist_buckets(db: TestDatabase) -> None:
                     (json.dumps({"sub": str(user), "role": "authenticated"}),),
                 )
                 conn.execute("select public.book_event(%s)", (event_id,))
+
+
+def _positions_in_queue_order(db: TestDatabase, event_id: uuid.UUID) -> int:
+    """Checks every waiting booking's reported position against the queue order; the count."""
+    rows = db.sql(
+        """select public.waitlist_position(b.id) as reported,
+                  row_number() over (order by b.queue_ticket) as expected
+           from bookings as b where b.event_id = %s and b.status = 'waitlisted'
+           order by b.queue_ticket""",
+        (event_id,),
+    )
+    assert [r["reported"] for r in rows] == [r["expected"] for r in rows]
+    return len(rows)
+
+
+def test_positions_stay_exact_across_waitlist_buckets(db: TestDatabase) -> None:
+    """Positions are sums over ticket buckets: exact across bucket edges, after leavers."""
+    _, event_id = make_event(db, capacity=1)
+    _book_as_operator(db, event_id, db.create_users(700))  # 699 wait: eleven level-1 buckets
     waiting = db.sql(
         "select id from bookings where event_id = %s and status = 'waitlisted'"
         " order by queue_ticket",
@@ -309,16 +326,64 @@ def test_positions_stay_exact_across_waitlist_buckets(db: TestDatabase) -> None:
         "select id from bookings where event_id = %s and status = 'confirmed'", (event_id,)
     )[0]["id"]]:  # fmt: skip
         service.call("cancel_booking", booking_id=booking_id)
-    rows = db.sql(
-        """select public.waitlist_position(b.id) as reported,
-                  row_number() over (order by b.queue_ticket) as expected
-           from bookings as b where b.event_id = %s and b.status = 'waitlisted'
-           order by b.queue_ticket""",
+    # the head was promoted into the freed seat
+    assert _positions_in_queue_order(db, event_id) == 699 - len(leavers) - 1
+    assert db.sql("select * from public.check_invariants(%s)", (event_id,)) == []
+
+
+def test_positions_stay_exact_across_every_waitlist_level(db: TestDatabase) -> None:
+    """Positions add up buckets of four levels: exact where every level's bucket changes."""
+    _, event_id = make_event(db, capacity=1)
+    bits, levels = 6, 4
+    assert db.sql("select tessera.waitlist_bucket_bits() as b, tessera.waitlist_levels() as l")[
+        0
+    ] == {"b": bits, "l": levels}
+    _book_as_operator(db, event_id, db.create_users(100))  # tickets 1..99 wait: two level-1 buckets
+    # Jump the ticket counter over the edges of level 3 (2^18) and of the top level (2^24),
+    # so the queue holds tickets whose buckets differ at every level.
+    for edge in (1 << (3 * bits), 1 << (4 * bits), 5 << (4 * bits)):
+        db.sql(
+            "update tessera.event_queues set tickets_issued = %s where event_id = %s",
+            (edge - 40, event_id),
+        )
+        _book_as_operator(db, event_id, db.create_users(80))
+    waiting = db.sql(
+        "select id, queue_ticket from bookings where event_id = %s and status = 'waitlisted'"
+        " order by queue_ticket",
         (event_id,),
     )
-    assert len(rows) == 699 - len(leavers) - 1  # the head was promoted into the freed seat
-    assert [r["reported"] for r in rows] == [r["expected"] for r in rows]
+    assert len(waiting) == 99 + 3 * 80
+    assert waiting[-1]["queue_ticket"] >= 5 << (4 * bits)
+    service = db.service()
+    confirmed = db.sql(
+        "select id from bookings where event_id = %s and status = 'confirmed'", (event_id,)
+    )[0]["id"]
+    for booking_id in [waiting[i]["id"] for i in (0, 63, 64, 120, 139, 140, 300)] + [confirmed]:
+        service.call("cancel_booking", booking_id=booking_id)
+    # the head was promoted into the freed seat
+    assert _positions_in_queue_order(db, event_id) == 99 + 3 * 80 - 7 - 1
     assert db.sql("select * from public.check_invariants(%s)", (event_id,)) == []
+
+
+def test_doctor_finds_a_wrong_count_at_any_waitlist_level(db: TestDatabase) -> None:
+    _, event_id = make_event(db, capacity=1)
+    for user in db.create_users(3):
+        db.actor(user).call("book_event", event_id=event_id)
+    for level in (1, 4):
+        db.sql(
+            "update tessera.waitlist_buckets set waiting = waiting + 1"
+            " where event_id = %s and level = %s",
+            (event_id, level),
+        )
+        problems = db.sql("select * from public.check_invariants(%s)", (event_id,))
+        assert [(p["check_name"], p["problem"]) for p in problems] == [
+            ("counters_agree", f"waitlist level {level} bucket 0 counts 3 waiting; rows: 2")
+        ]
+        db.sql(
+            "update tessera.waitlist_buckets set waiting = waiting - 1"
+            " where event_id = %s and level = %s",
+            (event_id, level),
+        )
 
 
 def test_a_caller_cannot_steer_ledger_numbering(db: TestDatabase) -> None:

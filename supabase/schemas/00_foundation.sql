@@ -150,12 +150,19 @@ language sql immutable security invoker
 set search_path = pg_catalog, pg_temp
 as $$ select 549755813887::bigint - 4294967296 $$;
 
--- Waiting bookings are counted per bucket of 2^8 consecutive queue tickets, so a position is
--- a sum over buckets plus a count inside one bucket, never a count over the whole queue.
+-- Waiting bookings are counted in a tree of buckets: level 1 counts 2^6 consecutive queue
+-- tickets, each level above counts 2^6 buckets of the level below (tessera.waitlist_levels()
+-- levels). A position is a few sums of at most 2^6 rows, never a count over the whole queue.
 create function tessera.waitlist_bucket_bits() returns integer
 language sql immutable security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 8 $$;
+as $$ select 6 $$;
+
+-- Levels of waitlist buckets: level L counts the tickets t with the same t >> (L * bits).
+create function tessera.waitlist_levels() returns integer
+language sql immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 4 $$;
 
 grant execute on function
 tessera.max_capacity(), tessera.max_title_length(), tessera.max_description_length(),
@@ -165,7 +172,7 @@ tessera.default_offer_ttl(), tessera.max_idempotency_key_length(), tessera.max_s
 tessera.min_seats_per_block(), tessera.default_page_size(), tessera.max_page_size(),
 tessera.default_rate_limit_calls(), tessera.default_rate_limit_window_seconds(),
 tessera.ledger_entries_per_transaction(), tessera.max_ledger_transaction_id(),
-tessera.waitlist_bucket_bits()
+tessera.waitlist_bucket_bits(), tessera.waitlist_levels()
 to service_role;
 
 -- offer_ttl: a fixed length between min_offer_ttl() and max_offer_ttl(). PostgreSQL compares

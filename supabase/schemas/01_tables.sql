@@ -142,15 +142,16 @@ create table tessera.event_queues (
     check (least(waiting_count, waiting_seats, offered_count, offered_seats, tickets_issued) >= 0)
 ) with (fillfactor = 50);
 
--- Waiting bookings per bucket of queue tickets (ticket >> tessera.waitlist_bucket_bits()).
--- A position is the sum of the buckets before the booking's own plus a count inside that
--- one bucket: the cost depends on the bucket size and the queue length / bucket size, not on
--- the queue length itself. Written under the same locks as event_queues.
+-- Waiting bookings per bucket of queue tickets, at every level: the bucket of ticket t at
+-- level L is t >> (L * tessera.waitlist_bucket_bits()). Written under the same locks as
+-- event_queues, one row per level (level 1 first).
 create table tessera.waitlist_buckets (
     event_id uuid not null references public.events (id) on delete cascade,
+    level smallint not null,
     bucket bigint not null,
     waiting integer not null,
-    primary key (event_id, bucket),
+    primary key (event_id, level, bucket),
+    constraint waitlist_buckets_level_known check (level between 1 and 4),
     constraint waitlist_buckets_waiting_non_negative check (waiting >= 0)
 ) with (fillfactor = 70);
 

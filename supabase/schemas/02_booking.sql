@@ -11,6 +11,7 @@
 --                              cancel_booking after (2)
 --   4. seat blocks          one block FOR UPDATE SKIP LOCKED, or all blocks in block order
 --   5. tessera.event_queues row of the event, then its tessera.waitlist_buckets rows
+--      (level 1 first)
 --   6. booking rows
 -- Several events (expire_offers) are locked in event id order.
 --
@@ -396,48 +397,75 @@ $$;
 -- ===========================================================================================
 -- Waitlist
 -- ===========================================================================================
--- 1-based position of a waiting booking (null for any other): the waiting bookings in the
--- buckets before its own, plus those of its own bucket with a ticket at or below its ticket.
+-- 1-based position of a waiting booking (null for any other): the waiting bookings of its own
+-- level-1 bucket up to its ticket, plus at each level the buckets before its own inside their
+-- parent, plus the top level's buckets before its own.
 create function tessera.position_of(p_booking public.bookings) returns integer
 language plpgsql stable
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_bucket pg_catalog.int8 := p_booking.queue_ticket >> tessera.waitlist_bucket_bits();
+    v_ticket constant pg_catalog.int8 := p_booking.queue_ticket;
 begin
     if p_booking.status is distinct from 'waitlisted' then
         return null;
     end if;
+    -- The constants stay calls, folded when the plan is made: the planner then sees 4 levels
+    -- (an index scan per level) and at most 64 tickets (the queue-order index), also in the
+    -- generic plan.
     return (
-        select coalesce(sum(w.waiting), 0)::pg_catalog.int4 from tessera.waitlist_buckets as w
-        where w.event_id = p_booking.event_id and w.bucket < v_bucket
+        select count(*)::pg_catalog.int4 from (
+            select from public.bookings as b
+            where b.event_id = p_booking.event_id and b.status = 'waitlisted'
+              and b.queue_ticket
+              >= (v_ticket >> tessera.waitlist_bucket_bits()) << tessera.waitlist_bucket_bits()
+              and b.queue_ticket <= v_ticket
+            order by b.queue_ticket
+            limit 64  -- 2 ^ tessera.waitlist_bucket_bits(): one bucket's tickets
+        ) as own_bucket
     ) + (
-        select count(*)::pg_catalog.int4 from public.bookings as b
-        where b.event_id = p_booking.event_id and b.status = 'waitlisted'
-          and b.queue_ticket >= v_bucket << tessera.waitlist_bucket_bits()
-          and b.queue_ticket <= p_booking.queue_ticket
+        select coalesce(sum(w.waiting), 0)::pg_catalog.int4
+        from generate_series(1, tessera.waitlist_levels()) as lvl (level)
+        join tessera.waitlist_buckets as w
+            on w.event_id = p_booking.event_id
+           and w.level = lvl.level
+           and w.bucket < v_ticket >> (tessera.waitlist_bucket_bits() * lvl.level)
+           and w.bucket >= case
+               when lvl.level < tessera.waitlist_levels()
+                   then (v_ticket >> (tessera.waitlist_bucket_bits() * (lvl.level + 1)))
+                   << tessera.waitlist_bucket_bits()
+               else 0
+           end
     );
 end
 $$;
 
--- Count a booking into (p_delta = 1) or out of (-1) the waitlist bucket of its ticket.
+-- Count a booking into (p_delta = 1) or out of (-1) the bucket of its ticket at every level.
 -- Caller holds the locks that order the queue (every seat block, or the exclusive event lock).
-create function tessera.count_in_waitlist(p_event_id uuid, p_ticket bigint, p_delta integer)
+create function tessera.count_in_waitlist(
+    p_event_id uuid, p_ticket bigint, p_delta integer
+)
 returns void
 language plpgsql
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if p_delta < 0 then  -- the bucket exists: the booking was counted in when it joined
+    if p_delta < 0 then  -- the buckets exist: the booking was counted in when it joined
         update tessera.waitlist_buckets as w set waiting = w.waiting + p_delta
-        where w.event_id = p_event_id and w.bucket = p_ticket >> tessera.waitlist_bucket_bits();
+        from generate_series(1, tessera.waitlist_levels()) as lvl (level)
+        where w.event_id = p_event_id
+          and w.level = lvl.level
+          and w.bucket = p_ticket >> (tessera.waitlist_bucket_bits() * lvl.level);
         return;
     end if;
-    insert into tessera.waitlist_buckets as w (event_id, bucket, waiting)
-    values (p_event_id, p_ticket >> tessera.waitlist_bucket_bits(), p_delta)
-    on conflict (event_id, bucket) do update set waiting = w.waiting + excluded.waiting;
+    insert into tessera.waitlist_buckets as w (event_id, level, bucket, waiting)
+    select p_event_id, lvl.level, p_ticket >> (tessera.waitlist_bucket_bits() * lvl.level),
+        p_delta
+    from generate_series(1, tessera.waitlist_levels()) as lvl (level)
+    order by lvl.level
+    on conflict (event_id, level, bucket) do update set waiting = w.waiting + excluded.waiting;
 end
 $$;
 

@@ -60,24 +60,29 @@ begin
           or blk.open <> (r.waiting > 0)
       );
 
-    -- 2b. The waitlist buckets count exactly the waiting bookings of their tickets.
+    -- 2b. At every level, the waitlist buckets count exactly the waiting bookings of their
+    --     tickets.
     return query
     select 'counters_agree', coalesce(w.event_id, r.event_id), null::uuid, format(
-        'waitlist bucket %s counts %s waiting; rows: %s',
-        coalesce(w.bucket, r.bucket), coalesce(w.waiting, 0), coalesce(r.waiting, 0)
+        'waitlist level %s bucket %s counts %s waiting; rows: %s',
+        coalesce(w.level, r.level), coalesce(w.bucket, r.bucket), coalesce(w.waiting, 0),
+        coalesce(r.waiting, 0)
     )
     from (
-        select wb.event_id, wb.bucket, wb.waiting from tessera.waitlist_buckets as wb
+        select wb.event_id, wb.level::integer as level, wb.bucket, wb.waiting
+        from tessera.waitlist_buckets as wb
         where only_event is null or wb.event_id = only_event
     ) as w
     full join (
         select
-            b.event_id, b.queue_ticket >> tessera.waitlist_bucket_bits() as bucket,
+            b.event_id, lvl.level,
+            b.queue_ticket >> (tessera.waitlist_bucket_bits() * lvl.level) as bucket,
             count(*)::integer as waiting
         from public.bookings as b
+        cross join generate_series(1, tessera.waitlist_levels()) as lvl (level)
         where b.status = 'waitlisted' and (only_event is null or b.event_id = only_event)
-        group by b.event_id, b.queue_ticket >> tessera.waitlist_bucket_bits()
-    ) as r on w.event_id = r.event_id and w.bucket = r.bucket
+        group by 1, 2, 3
+    ) as r on w.event_id = r.event_id and w.level = r.level and w.bucket = r.bucket
     where coalesce(w.waiting, 0) <> coalesce(r.waiting, 0);
 
     -- 3. One active booking per user per event.
