@@ -547,12 +547,26 @@ async def _still_connected(conn: psycopg.AsyncConnection[Any]) -> None:
     call is never sent over a dead connection and a restart reads as :class:`Unavailable`
     (retried) rather than :class:`OutcomeUnknown`.
     """
-    if not conn.closed:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-        if not readable:
-            return
+    if not conn.closed and not _has_input(conn.pgconn.socket):
+        return
     await conn.close()
     raise psycopg.OperationalError("the server closed this pooled connection")
+
+
+def _has_input(fileno: int) -> bool:
+    """Whether data or end-of-file waits on the socket, without waiting.
+
+    ``poll``, not ``select``: ``select`` cannot watch a descriptor numbered 1024 or more, and
+    raised for every such connection, so in a process with many open files (a busy web
+    server, a thousand clients) the pool kept refusing its own healthy connections until the
+    call timed out.
+    """
+    if not hasattr(select, "poll"):  # Windows: no poll; its select limits how many, not which
+        readable, _, _ = select.select([fileno], [], [], 0)
+        return bool(readable)
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _WritePositions:
