@@ -65,7 +65,7 @@ class BenchSettings:
     flash_cancellations: int = 500
     flash_clients: int = 128
     waitlist_size: int = 100_000
-    waitlist_samples: int = 200
+    waitlist_samples: int = 1000
     connections: int = 2000
     pgbouncer_pool: int = 20
     bookings_per_connection: int = 3

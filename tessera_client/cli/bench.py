@@ -457,7 +457,7 @@ def waitlist(
         int | None, typer.Option("--size", help="People waiting (default 100,000).")
     ] = None,
     samples: Annotated[
-        int | None, typer.Option("--samples", help="Samples per latency (default 200).")
+        int | None, typer.Option("--samples", help="Samples per latency (default 1,000).")
     ] = None,
     smoke: Smoke = False,
     db_url: BenchDbUrl = None,
@@ -468,7 +468,7 @@ def waitlist(
 ) -> None:
     """Big waitlist: waitlist_position, joining, and cancel → promotion at 100,000 waiting.
 
-    Example: tessera bench waitlist --size 100000 --samples 200
+    Example: tessera bench waitlist --size 1000000 --samples 1000
     """
     settings = _settings(smoke, waitlist_size=size, waitlist_samples=samples)
     _run(
