@@ -388,7 +388,7 @@ class PostgresTransport:
             statement = sql.Composed([sql.SQL(_PREAMBLE), *extra]).as_bytes(None)
             known = self._preambles[identity.role] = (
                 statement,
-                [v for pair in limits for v in pair],
+                [value for pair in limits for value in pair],
             )
         statement, limit_params = known
         return statement, [identity.role, json.dumps(dict(identity.claims)), *limit_params]
@@ -540,7 +540,7 @@ def _call_statement(schema: str, function: str, names: tuple[str, ...]) -> bytes
 
 
 async def _still_connected(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The pool's check before lending a connection: no round trip, one ``select()``.
+    """The pool's check before lending a connection: no round trip, one ``poll()``.
 
     An idle connection has nothing to read. Data or end-of-file means the server has ended
     it (it sends a FATAL error, then closes): close it, and the pool lends another, so the
