@@ -331,17 +331,21 @@ def test_positions_stay_exact_across_waitlist_buckets(db: TestDatabase) -> None:
     assert db.sql("select * from public.check_invariants(%s)", (event_id,)) == []
 
 
-def test_positions_stay_exact_across_every_waitlist_level(db: TestDatabase) -> None:
+@pytest.mark.parametrize("promotion_mode", ["auto", "offer"])
+def test_positions_stay_exact_across_every_waitlist_level(
+    db: TestDatabase, promotion_mode: str
+) -> None:
     """Positions add up buckets of four levels: exact where every level's bucket changes."""
-    _, event_id = make_event(db, capacity=1)
+    _, event_id = make_event(db, capacity=1, promotion_mode=promotion_mode)
     bits, levels = 6, 4
     assert db.sql("select tessera.waitlist_bucket_bits() as b, tessera.waitlist_levels() as l")[
         0
     ] == {"b": bits, "l": levels}
     _book_as_operator(db, event_id, db.create_users(100))  # tickets 1..99 wait: two level-1 buckets
-    # Jump the ticket counter over the edges of level 3 (2^18) and of the top level (2^24),
-    # so the queue holds tickets whose buckets differ at every level.
-    for edge in (1 << (3 * bits), 1 << (4 * bits), 5 << (4 * bits)):
+    # Jump the ticket counter over the edges of level 3 (2^18), of the top level (2^24) and
+    # past 2^30 (where the top level has more than 64 buckets), so the queue holds tickets
+    # whose buckets differ at every level.
+    for edge in (1 << (3 * bits), 1 << (4 * bits), 5 << (4 * bits), 1 << (5 * bits)):
         db.sql(
             "update tessera.event_queues set tickets_issued = %s where event_id = %s",
             (edge - 40, event_id),
@@ -352,16 +356,17 @@ def test_positions_stay_exact_across_every_waitlist_level(db: TestDatabase) -> N
         " order by queue_ticket",
         (event_id,),
     )
-    assert len(waiting) == 99 + 3 * 80
-    assert waiting[-1]["queue_ticket"] >= 5 << (4 * bits)
+    assert len(waiting) == 99 + 4 * 80
+    assert waiting[-1]["queue_ticket"] >= 1 << (5 * bits)
     service = db.service()
     confirmed = db.sql(
         "select id from bookings where event_id = %s and status = 'confirmed'", (event_id,)
     )[0]["id"]
-    for booking_id in [waiting[i]["id"] for i in (0, 63, 64, 120, 139, 140, 300)] + [confirmed]:
+    leavers = [waiting[i]["id"] for i in (0, 63, 64, 120, 139, 140, 300, 378, 379)]
+    for booking_id in [*leavers, confirmed]:
         service.call("cancel_booking", booking_id=booking_id)
     # the head was promoted into the freed seat
-    assert _positions_in_queue_order(db, event_id) == 99 + 3 * 80 - 7 - 1
+    assert _positions_in_queue_order(db, event_id) == 99 + 4 * 80 - len(leavers) - 1
     assert db.sql("select * from public.check_invariants(%s)", (event_id,)) == []
 
 

@@ -28,7 +28,7 @@ drop table tessera.waitlist_buckets;
 
 -- Waiting bookings per bucket of queue tickets, at every level: the bucket of ticket t at
 -- level L is t >> (L * tessera.waitlist_bucket_bits()). Written under the same locks as
--- event_queues, one row per level (level 1 first).
+-- event_queues (every writer holds its event_queues row), one row per level.
 create table tessera.waitlist_buckets (
     event_id uuid not null references public.events (id) on delete cascade,
     level smallint not null,

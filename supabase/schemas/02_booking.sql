@@ -11,7 +11,7 @@
 --                              cancel_booking after (2)
 --   4. seat blocks          one block FOR UPDATE SKIP LOCKED, or all blocks in block order
 --   5. tessera.event_queues row of the event, then its tessera.waitlist_buckets rows
---      (level 1 first)
+--      (bucket rows are written only while holding the event_queues row)
 --   6. booking rows
 -- Several events (expire_offers) are locked in event id order.
 --

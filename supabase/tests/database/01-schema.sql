@@ -1,7 +1,7 @@
 -- Schema: the tables, functions, types and privileges the booking core promises.
 begin;
 set local search_path = public, extensions;
-select plan(47);
+select plan(49);
 
 -- ------------------------------------------------------------------------------------------
 -- Tables and keys
@@ -177,6 +177,27 @@ select results_eq(
     (pg_catalog.format('CHECK (((seats >= 1) AND (seats <= %s)))', tessera.max_party_size()))
     $$,
     'the literal bounds of the bookings checks equal the constants in tessera'
+);
+select results_eq(
+    $$
+    select pg_catalog.pg_get_constraintdef(c.oid) from pg_catalog.pg_constraint as c
+    where c.conrelid = 'tessera.waitlist_buckets'::regclass
+      and c.conname = 'waitlist_buckets_level_known'
+    $$,
+    $$
+    values (pg_catalog.format(
+        'CHECK (((level >= 1) AND (level <= %s)))', tessera.waitlist_levels()
+    ))
+    $$,
+    'the waitlist bucket levels checked equal tessera.waitlist_levels()'
+);
+select ok(
+    pg_catalog.pg_get_functiondef('tessera.position_of(public.bookings)'::regprocedure)
+    like pg_catalog.format(
+        '%%limit %s  -- 2 ^ tessera.waitlist_bucket_bits()%%',
+        1 << tessera.waitlist_bucket_bits()
+    ),
+    'position_of reads at most one level-1 bucket of tickets: 2 ^ tessera.waitlist_bucket_bits()'
 );
 
 -- Reads are STABLE so PostgREST may serve them with GET on a read-only transaction.
